@@ -1,0 +1,26 @@
+// The one Python module of the extension: gankernels._C.
+#include <torch/extension.h>
+
+#include "cpu/spectral_norm.h"
+#ifdef GK_WITH_CUDA
+#include "cuda/spectral_norm_launch.h"
+#endif
+
+#ifndef GK_SOURCES_HASH
+#define GK_SOURCES_HASH "unknown"
+#endif
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "gankernels C++ kernels (CPU always, CUDA when built with it)";
+  // Lets the loader notice an extension built from older sources.
+  m.attr("sources_hash") = GK_SOURCES_HASH;
+  m.def("sn_power_iteration_cpu", &gankernels::sn_power_iteration_cpu);
+  m.def("sn_backward_cpu", &gankernels::sn_backward_cpu);
+#ifdef GK_WITH_CUDA
+  m.attr("with_cuda") = true;
+  m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);
+  m.def("sn_backward_cuda", &sn_backward_cuda);
+#else
+  m.attr("with_cuda") = false;
+#endif
+}

@@ -1,0 +1,15 @@
+#pragma once
+#include <torch/extension.h>
+
+namespace gankernels {
+
+// Power iteration on the (A, H, K) view of a contiguous weight; updates u, v in place and
+// returns sigma (0-dim, the weight's dtype).
+at::Tensor sn_power_iteration_cpu(at::Tensor w, at::Tensor u, at::Tensor v, int64_t A, int64_t H,
+                                  int64_t K, int64_t n_iter, double eps);
+
+// d(W / sigma)/dW applied to grad, with sigma = u^T M v and u, v held constant.
+at::Tensor sn_backward_cpu(at::Tensor grad, at::Tensor w, at::Tensor u, at::Tensor v,
+                           at::Tensor sigma, int64_t A, int64_t H, int64_t K);
+
+}  // namespace gankernels

@@ -1,0 +1,24 @@
+"""gankernels: fused Triton and C++/CUDA kernels for GAN training.
+
+import gankernels as gk
+gk.backends()                       # which backends this machine has
+gk.nn.utils.spectral_norm(conv)     # drop-in for torch's parametrization
+gk.patch(model)                     # swap torch layers for fused ones, in place
+"""
+
+from . import nn, ops
+from ._backend import backends, get_backend, set_backend, use_backend
+from .patch import PatchReport, patch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "backends",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+    "nn",
+    "ops",
+    "patch",
+    "PatchReport",
+]

@@ -1,0 +1,201 @@
+"""Which backends exist, which one an op uses, and loading the C++ extension.
+
+Backends:
+  reference  plain PyTorch, always present; the ground truth of the tests
+  cpu        the C++ extension's CPU kernels (OpenMP)
+  triton     Triton kernels: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1
+  cuda       the C++ extension's CUDA kernels
+
+`auto` (the default) picks, per call, the fastest available backend for the tensors'
+device. Choose with `set_backend`, `use_backend` or the GANKERNELS_BACKEND variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import os
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+from . import _build
+
+BACKENDS = ("reference", "cpu", "triton", "cuda")
+CHOICES = ("auto", *BACKENDS)
+
+# Order tried by `auto` for each device type.
+AUTO_ORDER = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
+
+
+def _validate(name: str, source: str) -> str:
+    if name not in CHOICES:
+        raise ValueError(f"{source}: unknown backend {name!r}; expected one of {CHOICES}")
+    return name
+
+
+_selected: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "gankernels_backend",
+    default=_validate(os.environ.get("GANKERNELS_BACKEND", "auto"), "GANKERNELS_BACKEND"),
+)
+
+
+def set_backend(name: str) -> None:
+    """Use backend `name` ('auto', 'reference', 'cpu', 'triton', 'cuda') from now on."""
+    _selected.set(_validate(name, "set_backend(name)"))
+
+
+def get_backend() -> str:
+    return _selected.get()
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """`with gk.use_backend('reference'):` runs the block with that backend."""
+    token = _selected.set(_validate(name, "use_backend(name)"))
+    try:
+        yield
+    finally:
+        _selected.reset(token)
+
+
+# ---------------------------------------------------------------------------------------
+# The C++ extension: the installed one if it is current, else a JIT build, else nothing.
+
+
+@functools.cache
+def _extension() -> tuple[object | None, str]:
+    """(module, '') or (None, why it is missing)."""
+    if os.environ.get("GANKERNELS_NO_EXTENSION") == "1":
+        return None, "GANKERNELS_NO_EXTENSION=1"
+    installed_problem = ""
+    try:
+        module = importlib.import_module("gankernels._C")
+        want = _build.sources_hash(getattr(module, "with_cuda", False))
+        have = getattr(module, "sources_hash", "unknown")
+        if not _build.CSRC.exists() or have == want:
+            return module, ""
+        installed_problem = f"installed extension is stale (built from {have}, sources {want})"
+    except ImportError as err:
+        installed_problem = f"gankernels._C not importable ({err})"
+    module, why = _jit_build()
+    if module is not None:
+        return module, ""
+    return None, f"{installed_problem}; JIT build failed: {why}"
+
+
+def _jit_build() -> tuple[object | None, str]:
+    if not _build.CSRC.exists():
+        return None, f"C++ sources not found at {_build.CSRC}"
+    from torch.utils import cpp_extension
+
+    with_cuda, _ = _build.cuda_build_possible()
+    digest = _build.sources_hash(with_cuda)
+    cache = os.environ.get("GANKERNELS_CACHE", os.path.expanduser("~/.cache/gankernels"))
+    build_dir = os.path.join(cache, f"ext-{digest}")
+    os.makedirs(build_dir, exist_ok=True)
+    sources = _build.cpu_sources() + (_build.cuda_sources() if with_cuda else [])
+    define = [f'-DGK_SOURCES_HASH="{digest}"'] + (["-DGK_WITH_CUDA"] if with_cuda else [])
+    try:
+        module = cpp_extension.load(
+            name=f"gankernels_C_{digest}",
+            sources=[str(s) for s in sources],
+            extra_cflags=_build.CPU_FLAGS + define,
+            extra_cuda_cflags=_build.CUDA_FLAGS + define,
+            extra_ldflags=_build.LINK_FLAGS,
+            build_directory=build_dir,
+            verbose=False,
+        )
+    except Exception as err:  # any compiler or linker failure: report it, do not crash
+        return None, f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
+    return module, ""
+
+
+def extension():
+    """The loaded extension module, or None."""
+    return _extension()[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Availability and per-call resolution.
+
+
+def _triton_status() -> tuple[bool, str]:
+    try:
+        import triton  # noqa: F401
+    except ImportError as err:
+        return False, f"triton not importable ({err})"
+    if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+        return True, ""
+    return False, "no CUDA device (set TRITON_INTERPRET=1 to run Triton kernels on the CPU)"
+
+
+def availability() -> dict[str, tuple[bool, str]]:
+    """backend -> (available, reason if not)."""
+    ext, why = _extension()
+    status = {"reference": (True, ""), "cpu": (ext is not None, why)}
+    status["triton"] = _triton_status()
+    if ext is None:
+        status["cuda"] = (False, why)
+    elif not getattr(ext, "with_cuda", False):
+        status["cuda"] = (
+            False,
+            "extension built without CUDA ({})".format(
+                _build.cuda_build_possible()[1] or "built on a machine without CUDA"
+            ),
+        )
+    elif not torch.cuda.is_available():
+        status["cuda"] = (False, "no CUDA device")
+    else:
+        status["cuda"] = (True, "")
+    return status
+
+
+def backends() -> dict[str, bool]:
+    """{'reference': True, 'cpu': bool, 'triton': bool, 'cuda': bool}"""
+    return {name: ok for name, (ok, _) in availability().items()}
+
+
+def _serves(backend: str, device_type: str) -> bool:
+    if backend == "reference":
+        return True
+    if backend == "cpu":
+        return device_type == "cpu"
+    if backend == "cuda":
+        return device_type == "cuda"
+    return device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"  # triton
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def resolve(device: torch.device) -> str:
+    """The backend an op runs on tensors of `device`, under the current selection."""
+    selected, status = get_backend(), availability()
+    if selected != "auto":
+        ok, why = status[selected]
+        if not ok:
+            raise RuntimeError(f"gankernels backend {selected!r} is not available: {why}")
+        if not _serves(selected, device.type):
+            raise RuntimeError(
+                f"gankernels backend {selected!r} cannot run on {device.type} tensors; "
+                f"use 'auto' or one of {[b for b in BACKENDS if _serves(b, device.type)]}"
+            )
+        return selected
+    order = AUTO_ORDER.get(device.type, ("reference",))
+    for rank, name in enumerate(order):
+        if status[name][0]:
+            if rank > 0 and (device.type, name) not in _warned:
+                _warned.add((device.type, name))
+                best = order[0]
+                warnings.warn(
+                    f"gankernels: using the {name!r} backend for {device.type} tensors because "
+                    f"the {best!r} backend is unavailable: {status[best][1]}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return name
+    return "reference"

@@ -1,0 +1,1 @@
+"""Triton kernels of gankernels (one module per op, each exposing `AOT_SPECS`)."""
