@@ -38,7 +38,7 @@ def extensions():
     build = load_build_config()
     rel = lambda paths: [str(p.relative_to(ROOT)) for p in paths]  # noqa: E731
     with_cuda, why_not = build.cuda_build_possible()
-    define = [f'-DGK_SOURCES_HASH="{build.sources_hash(with_cuda)}"']
+    define = [f"-DGK_SOURCES_HASH={build.sources_hash(with_cuda)}"]
     if with_cuda:
         ext = cpp_extension.CUDAExtension(
             "gankernels._C",

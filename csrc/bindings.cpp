@@ -6,14 +6,20 @@
 #include "cuda/spectral_norm_launch.h"
 #endif
 
-#ifndef GK_SOURCES_HASH
-#define GK_SOURCES_HASH "unknown"
+// The build passes -DGK_SOURCES_HASH=<hex> unquoted (shell quoting differs between
+// setuptools and ninja), so stringify it here.
+#define GK_STRINGIFY_(x) #x
+#define GK_STRINGIFY(x) GK_STRINGIFY_(x)
+#ifdef GK_SOURCES_HASH
+#define GK_SOURCES_HASH_STR GK_STRINGIFY(GK_SOURCES_HASH)
+#else
+#define GK_SOURCES_HASH_STR "unknown"
 #endif
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gankernels C++ kernels (CPU always, CUDA when built with it)";
   // Lets the loader notice an extension built from older sources.
-  m.attr("sources_hash") = GK_SOURCES_HASH;
+  m.attr("sources_hash") = GK_SOURCES_HASH_STR;
   m.def("sn_power_iteration_cpu", &gankernels::sn_power_iteration_cpu);
   m.def("sn_backward_cpu", &gankernels::sn_backward_cpu);
 #ifdef GK_WITH_CUDA

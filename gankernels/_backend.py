@@ -37,29 +37,32 @@ def _validate(name: str, source: str) -> str:
     return name
 
 
-_selected: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "gankernels_backend",
-    default=_validate(os.environ.get("GANKERNELS_BACKEND", "auto"), "GANKERNELS_BACKEND"),
+# The process-wide choice (set_backend, GANKERNELS_BACKEND) and a scoped override
+# (use_backend) that follows the context of the code that entered it.
+_global_choice = _validate(os.environ.get("GANKERNELS_BACKEND", "auto"), "GANKERNELS_BACKEND")
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "gankernels_backend", default=None
 )
 
 
 def set_backend(name: str) -> None:
     """Use backend `name` ('auto', 'reference', 'cpu', 'triton', 'cuda') from now on."""
-    _selected.set(_validate(name, "set_backend(name)"))
+    global _global_choice
+    _global_choice = _validate(name, "set_backend(name)")
 
 
 def get_backend() -> str:
-    return _selected.get()
+    return _override.get() or _global_choice
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
     """`with gk.use_backend('reference'):` runs the block with that backend."""
-    token = _selected.set(_validate(name, "use_backend(name)"))
+    token = _override.set(_validate(name, "use_backend(name)"))
     try:
         yield
     finally:
-        _selected.reset(token)
+        _override.reset(token)
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,7 +101,7 @@ def _jit_build() -> tuple[object | None, str]:
     build_dir = os.path.join(cache, f"ext-{digest}")
     os.makedirs(build_dir, exist_ok=True)
     sources = _build.cpu_sources() + (_build.cuda_sources() if with_cuda else [])
-    define = [f'-DGK_SOURCES_HASH="{digest}"'] + (["-DGK_WITH_CUDA"] if with_cuda else [])
+    define = [f"-DGK_SOURCES_HASH={digest}"] + (["-DGK_WITH_CUDA"] if with_cuda else [])
     try:
         module = cpp_extension.load(
             name=f"gankernels_C_{digest}",
@@ -110,7 +113,9 @@ def _jit_build() -> tuple[object | None, str]:
             verbose=False,
         )
     except Exception as err:  # any compiler or linker failure: report it, do not crash
-        return None, f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
+        lines = str(err).strip().splitlines() or [""]
+        first_error = next((ln for ln in lines if "error" in ln.lower()), lines[-1])
+        return None, f"{type(err).__name__}: {first_error.strip()[:300]} (build dir {build_dir})"
     return module, ""
 
 
@@ -123,6 +128,7 @@ def extension():
 # Availability and per-call resolution.
 
 
+@functools.cache
 def _triton_status() -> tuple[bool, str]:
     try:
         import triton  # noqa: F401
@@ -169,33 +175,35 @@ def _serves(backend: str, device_type: str) -> bool:
     return device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"  # triton
 
 
-_warned: set[tuple[str, str]] = set()
-
-
 def resolve(device: torch.device) -> str:
     """The backend an op runs on tensors of `device`, under the current selection."""
-    selected, status = get_backend(), availability()
+    return _choose(get_backend(), device.type)
+
+
+@functools.cache
+def _choose(selected: str, device_type: str) -> str:
+    # Cached: availability does not change within a process, and the fallback warning
+    # is thereby given once per device type.
+    status = availability()
     if selected != "auto":
         ok, why = status[selected]
         if not ok:
             raise RuntimeError(f"gankernels backend {selected!r} is not available: {why}")
-        if not _serves(selected, device.type):
+        if not _serves(selected, device_type):
             raise RuntimeError(
-                f"gankernels backend {selected!r} cannot run on {device.type} tensors; "
-                f"use 'auto' or one of {[b for b in BACKENDS if _serves(b, device.type)]}"
+                f"gankernels backend {selected!r} cannot run on {device_type} tensors; "
+                f"use 'auto' or one of {[b for b in BACKENDS if _serves(b, device_type)]}"
             )
         return selected
-    order = AUTO_ORDER.get(device.type, ("reference",))
+    order = AUTO_ORDER.get(device_type, ("reference",))
     for rank, name in enumerate(order):
         if status[name][0]:
-            if rank > 0 and (device.type, name) not in _warned:
-                _warned.add((device.type, name))
-                best = order[0]
+            if rank > 0:
                 warnings.warn(
-                    f"gankernels: using the {name!r} backend for {device.type} tensors because "
-                    f"the {best!r} backend is unavailable: {status[best][1]}",
+                    f"gankernels: using the {name!r} backend for {device_type} tensors because "
+                    f"the {order[0]!r} backend is unavailable: {status[order[0]][1]}",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             return name
     return "reference"

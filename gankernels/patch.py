@@ -1,7 +1,10 @@
 """`gk.patch(model)`: swap torch layers for gankernels' fused equivalents, in place.
 
 Today: spectral normalisation, both torch APIs (the parametrization and the legacy
-`torch.nn.utils.spectral_norm` hook), keeping the current weights, u and v.
+`torch.nn.utils.spectral_norm` hook), keeping the current weights, u and v. A converted
+parametrization gives exactly torch's numbers. A converted legacy hook follows the
+parametrization's order of power-iteration updates (u, then v; the hook does v, then u),
+which agrees with the hook once u and v have converged, as they have in a trained model.
 """
 
 from __future__ import annotations
@@ -97,7 +100,9 @@ def _patch_legacy(name: str, module: nn.Module, report: PatchReport) -> None:
         parametrize.register_parametrization(module, attr, ours, unsafe=True)
         report.changed.append(
             f"{name}.{attr}: legacy torch spectral_norm hook -> gankernels parametrization "
-            f"(state_dict keys {attr}_orig/_u/_v become parametrizations.{attr}.original/0._u/0._v)"
+            f"(state_dict keys {attr}_orig/_u/_v become parametrizations.{attr}.original/0._u/0._v; "
+            "the parametrization updates u before v, the legacy hook v before u, so sigma "
+            "agrees with the hook's once the power iteration has converged)"
         )
 
 

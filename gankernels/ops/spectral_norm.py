@@ -16,6 +16,7 @@ The forward division W / sigma is a single elementwise pass and stays in torch.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -53,6 +54,7 @@ def reference_backward(grad, weight, u, v, sigma, A, H, K):
     return (grad - (c / sigma) * outer) / sigma
 
 
+@functools.cache
 def _backend_kernels(name: str):
     """(power_iteration, backward) of backend `name`, all with the reference signature."""
     if name == "reference":
@@ -65,6 +67,18 @@ def _backend_kernels(name: str):
     return getattr(ext, f"sn_power_iteration_{name}"), getattr(ext, f"sn_backward_{name}")
 
 
+def _run_power_iteration(weight, u, v, dim, n_iter, eps):
+    A, H, K = matrix_view(weight.shape, dim)
+    power_iteration, _ = _backend_kernels(_backend.resolve(weight.device))
+    return power_iteration(weight.contiguous(), u, v, A, H, K, n_iter, eps)
+
+
+def _run_backward(grad, weight, u, v, sigma, dim):
+    A, H, K = matrix_view(weight.shape, dim)
+    _, backward = _backend_kernels(_backend.resolve(weight.device))
+    return backward(grad.contiguous(), weight.contiguous(), u, v, sigma, A, H, K)
+
+
 # ---------------------------------------------------------------------------------------
 # torch.library ops. The power iteration mutates u, v and has no gradient; the scaling
 # W / sigma carries the gradient; its backward is an op of its own so that it can be
@@ -75,9 +89,7 @@ def _backend_kernels(name: str):
 def sn_power_iteration(
     weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, dim: int, n_iter: int, eps: float
 ) -> torch.Tensor:
-    A, H, K = matrix_view(weight.shape, dim)
-    power_iteration, _ = _backend_kernels(_backend.resolve(weight.device))
-    return power_iteration(weight.contiguous(), u, v, A, H, K, n_iter, eps)
+    return _run_power_iteration(weight, u, v, dim, n_iter, eps)
 
 
 @sn_power_iteration.register_fake
@@ -106,9 +118,7 @@ def sn_scale_backward(
     sigma: torch.Tensor,
     dim: int,
 ) -> torch.Tensor:
-    A, H, K = matrix_view(weight.shape, dim)
-    _, backward = _backend_kernels(_backend.resolve(weight.device))
-    return backward(grad.contiguous(), weight.contiguous(), u, v, sigma, A, H, K)
+    return _run_backward(grad, weight, u, v, sigma, dim)
 
 
 @sn_scale_backward.register_fake
@@ -211,9 +221,31 @@ def spectral_norm(
     """W / sigma(W). In training mode u and v are first updated in place by
     `n_power_iterations` steps of power iteration; in eval mode they are used as stored."""
     dim = check_inputs(weight, u, v, n_power_iterations, eps, dim)
+    n_iter = n_power_iterations if training else 0
+    if torch.compiler.is_compiling():
+        with torch.no_grad():
+            sigma = sn_power_iteration(weight.detach(), u, v, dim, n_iter, eps)
+        # Clones: the next forward updates u, v in place while this graph may need them.
+        return sn_scale(weight, u.clone(), v.clone(), sigma, dim)
+    # Eager: call the kernels directly. The custom-op dispatch above costs more than the
+    # whole kernel on a small weight; the numbers are the same.
     with torch.no_grad():
-        sigma = sn_power_iteration(
-            weight.detach(), u, v, dim, n_power_iterations if training else 0, eps
-        )
-    # Clones: the next forward updates u, v in place while this graph may still need them.
-    return sn_scale(weight, u.clone(), v.clone(), sigma, dim)
+        sigma = _run_power_iteration(weight.detach(), u, v, dim, n_iter, eps)
+    return _SNScale.apply(weight, u.clone(), v.clone(), sigma, dim)
+
+
+class _SNScale(torch.autograd.Function):
+    """Eager twin of the `sn_scale` op."""
+
+    @staticmethod
+    def forward(ctx, weight, u, v, sigma, dim):
+        ctx.save_for_backward(weight, u, v, sigma)
+        ctx.dim = dim
+        return weight / sigma
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, u, v, sigma = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the differentiable op
+            return sn_scale_backward(grad, weight, u, v, sigma, ctx.dim), None, None, None, None
+        return _run_backward(grad, weight, u, v, sigma, ctx.dim), None, None, None, None

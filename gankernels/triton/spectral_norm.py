@@ -607,145 +607,65 @@ def _backward(grad, w, u, v, sigma, A, H, K, *, small=None, target=None):
 # Ahead-of-time compile specs: (kernel, signature, constexprs) for every kernel above.
 
 
+_ACC_PTRS = ("t_ptr", "xpart_ptr", "zero_ptr", "s_ptr", "part_ptr")
+
+
+def _aot_spec(kernel, dtype, constexprs, **types):
+    """(kernel, signature, constexprs): pointers of `dtype` (scratch pointers of its
+    accumulation type), `eps` fp32, other runtime arguments i32; `types` overrides."""
+    acc = "fp64" if dtype == "fp64" else "fp32"
+    signature = {}
+    for name in inspect.signature(kernel.fn).parameters:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name in types:
+            signature[name] = types[name]
+        elif name.endswith("_ptr"):
+            signature[name] = "*" + (acc if name in _ACC_PTRS else dtype)
+        else:
+            signature[name] = "fp32" if name == "eps" else "i32"
+    return kernel, signature, dict(constexprs)
+
+
 def _aot_specs():
-    ptr = {"fp32": "*fp32", "fp64": "*fp64", "bf16": "*bf16", "fp16": "*fp16"}
-
-    def sig(kernel, types, constexprs):
-        full = {}
-        for name in inspect.signature(kernel.fn).parameters:
-            full[name] = "constexpr" if name in constexprs else types[name]
-        return kernel, full, dict(constexprs)
-
     specs = []
-    for dt in ("fp32", "bf16", "fp64"):
-        acc = "*fp64" if dt == "fp64" else "*fp32"
-        p = ptr[dt]
-        for contig in (True, False):
-            specs.append(
-                sig(
+    # Both settings of the boolean flags in fp32, one of them in bf16 and fp64.
+    for dt, flags in (("fp32", (True, False)), ("bf16", (False,)), ("fp64", (True,))):
+        fp64 = dt == "fp64"
+        acc_ptr = "*fp64" if fp64 else "*fp32"
+        for flag in flags:
+            specs += [
+                _aot_spec(
                     _sn_small_kernel,
-                    dict(
-                        w_ptr=p,
-                        u_ptr=p,
-                        v_ptr=p,
-                        sigma_ptr=p,
-                        H="i32",
-                        K="i32",
-                        N="i32",
-                        n_iter="i32",
-                        eps="fp32",
-                    ),
-                    dict(
-                        BLOCK_H=64,
-                        BLOCK_N=128,
-                        HAS_ITER=contig,
-                        ROW_CONTIG=contig,
-                        FP64=dt == "fp64",
-                    ),
-                )  # fmt: skip
-            )
-            specs.append(
-                sig(
+                    dt,
+                    dict(BLOCK_H=64, BLOCK_N=128, HAS_ITER=flag, ROW_CONTIG=flag, FP64=fp64),
+                ),
+                _aot_spec(
                     _sn_mv_kernel,
-                    dict(
-                        w_ptr=p,
-                        x_ptr=p if contig else acc,
-                        t_ptr=acc,
-                        xpart_ptr=acc,
-                        zero_ptr=acc,
-                        H="i32",
-                        K="i32",
-                        N="i32",
-                        cols_per_split="i32",
-                    ),
-                    dict(
-                        BLOCK_H=32, BLOCK_N=128, T_ATOMIC=contig, ZERO=not contig, ROW_CONTIG=contig
-                    ),
-                )  # fmt: skip
-            )
-            specs.append(
-                sig(
+                    dt,
+                    dict(BLOCK_H=32, BLOCK_N=128, T_ATOMIC=flag, ZERO=not flag, ROW_CONTIG=flag),
+                    x_ptr="*" + dt if flag else acc_ptr,
+                ),
+                _aot_spec(
                     _sn_mtv_kernel,
-                    dict(
-                        w_ptr=p,
-                        t_ptr=acc,
-                        xpart_ptr=acc,
-                        n_xpart="i32",
-                        s_ptr=acc,
-                        u_ptr=p,
-                        zero_ptr=acc,
-                        H="i32",
-                        K="i32",
-                        N="i32",
-                        rows_per_split="i32",
-                        eps="fp32",
-                    ),
+                    dt,
                     dict(
                         BLOCK_H=32,
                         BLOCK_N=128,
-                        X_NORMED=contig,
-                        S_ATOMIC=not contig,
-                        ZERO=contig,
-                        ROW_CONTIG=contig,
+                        X_NORMED=flag,
+                        S_ATOMIC=not flag,
+                        ZERO=flag,
+                        ROW_CONTIG=flag,
                     ),
-                )  # fmt: skip
-            )
-        specs.append(
-            sig(
-                _sn_finalize_kernel,
-                dict(s_ptr=acc, v_ptr=p, sigma_ptr=p, N="i32", eps="fp32"),
-                dict(BLOCK=1024),
-            )
-        )
-        specs.append(
-            sig(
-                _sn_dot_kernel,
-                dict(u_ptr=p, t_ptr=acc, sigma_ptr=p, H="i32"),
-                dict(BLOCK=1024),
-            )
-        )
-        specs.append(
-            sig(
-                _sn_bwd_small_kernel,
-                dict(
-                    g_ptr=p,
-                    w_ptr=p,
-                    u_ptr=p,
-                    v_ptr=p,
-                    sigma_ptr=p,
-                    out_ptr=p,
-                    numel="i32",
-                    H="i32",
-                    K="i32",
                 ),
-                dict(BLOCK=2048, FP64=dt == "fp64"),
-            )  # fmt: skip
-        )
-        specs.append(
-            sig(
-                _sn_bwd_partial_kernel,
-                dict(g_ptr=p, w_ptr=p, part_ptr=acc, numel="i32", chunk="i32"),
-                dict(BLOCK=1024),
-            )
-        )
-        specs.append(
-            sig(
-                _sn_bwd_apply_kernel,
-                dict(
-                    g_ptr=p,
-                    u_ptr=p,
-                    v_ptr=p,
-                    sigma_ptr=p,
-                    part_ptr=acc,
-                    n_part="i32",
-                    out_ptr=p,
-                    numel="i32",
-                    H="i32",
-                    K="i32",
-                ),
-                dict(BLOCK=1024, BLOCK_P=256),
-            )  # fmt: skip
-        )
+            ]
+        specs += [
+            _aot_spec(_sn_finalize_kernel, dt, dict(BLOCK=1024)),
+            _aot_spec(_sn_dot_kernel, dt, dict(BLOCK=1024)),
+            _aot_spec(_sn_bwd_small_kernel, dt, dict(BLOCK=2048, FP64=fp64)),
+            _aot_spec(_sn_bwd_partial_kernel, dt, dict(BLOCK=1024)),
+            _aot_spec(_sn_bwd_apply_kernel, dt, dict(BLOCK=1024, BLOCK_P=256)),
+        ]
     return specs
 
 

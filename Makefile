@@ -1,0 +1,39 @@
+# `make demo`: set up .venv and run the main job; `make test`: set up .venv and run the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch 2.13.0 is the CPU build this machine kind installs offline; a bare `torch`
+# requirement would pull a multi-GB CUDA build. Override with TORCH_SPEC=... elsewhere.
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.gankernels-installed
+# Keep torch.compile's cache inside the ignored build area so later runs are fast.
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
+
+.PHONY: setup demo test lint bench gpu-check-dry-run clean
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(shell find csrc -type f)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q pybind11 ninja setuptools wheel
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/gankernels info
+	$(BIN)/gankernels bench --device cpu
+
+test: setup
+	$(BIN)/ruff check gankernels tests bench setup.py
+	$(BIN)/python -m pytest -q tests
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh --dry-run
+
+bench: setup
+	$(BIN)/python -m pytest bench --benchmark-group-by=group
+
+clean:
+	rm -rf build $(VENV) .cache *.egg-info gankernels/_C*.so

@@ -1,0 +1,40 @@
+import os
+
+import pytest
+import torch
+
+# Without a GPU, Triton kernels run on CPU tensors through the interpreter. This must be
+# set before any @triton.jit decorator runs, so before gankernels is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import gankernels as gk  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def available_backends() -> list[tuple[str, str]]:
+    """(backend, device) pairs this machine can test."""
+    ok = gk.backends()
+    pairs = [("reference", "cpu")]
+    if ok["cpu"]:
+        pairs.append(("cpu", "cpu"))
+    if ok["triton"]:
+        pairs.append(("triton", "cuda" if torch.cuda.is_available() else "cpu"))
+    if ok["cuda"]:
+        pairs.append(("cuda", "cuda"))
+    return pairs
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_restore_backend():
+    torch.manual_seed(1234)
+    yield
+    gk.set_backend("auto")

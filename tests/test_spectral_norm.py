@@ -1,0 +1,156 @@
+"""gk.ops.spectral_norm in every available backend against the plain-torch reference,
+and gradients (first and second order) in float64."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import available_backends
+
+import gankernels as gk
+from gankernels.ops.spectral_norm import matrix_view
+
+BACKENDS = available_backends()
+BACKEND_IDS = [b for b, _ in BACKENDS]
+
+# (weight shape, dim): conv, conv-transpose (dim=1), linear, odd 3-D, negative dim,
+# single row / column, and one big enough for several kernel blocks.
+CASES = [
+    ((64, 3, 4, 4), 0),
+    ((7, 5, 3, 3), 1),
+    ((10, 7), 0),
+    ((5, 6, 7), 2),
+    ((3, 4, 5, 2), -1),
+    ((1, 9), 0),
+    ((9, 1), 0),
+    ((33, 130), 0),
+]
+
+TOL = {
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float32: dict(rtol=2e-5, atol=2e-6),
+    torch.bfloat16: dict(rtol=3e-2, atol=3e-2),
+    torch.float16: dict(rtol=5e-3, atol=5e-3),
+}
+
+
+def random_uv(shape, dim, dtype, device):
+    A, H, K = matrix_view(shape, dim % len(shape))
+    u = F.normalize(torch.randn(H, dtype=torch.float64), dim=0).to(dtype).to(device)
+    v = F.normalize(torch.randn(A * K, dtype=torch.float64), dim=0).to(dtype).to(device)
+    return u, v
+
+
+def run(backend, weight, u, v, n_iter, dim, training, grad_out):
+    """Forward and backward under `backend`; returns (out, u, v, grad_weight)."""
+    u, v = u.clone(), v.clone()
+    w = weight.detach().clone().requires_grad_()
+    with gk.use_backend(backend):
+        out = gk.ops.spectral_norm(w, u, v, n_iter, 1e-12, dim, training)
+        out.backward(grad_out)
+    return out.detach(), u, v, w.grad
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("shape,dim", CASES, ids=[f"{s}-d{d}" for s, d in CASES])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("n_iter,training", [(1, True), (3, True), (1, False)])
+def test_matches_reference(backend, device, shape, dim, dtype, n_iter, training):
+    weight = torch.randn(shape, dtype=dtype, device=device)
+    u, v = random_uv(shape, dim, dtype, device)
+    grad_out = torch.randn(shape, dtype=dtype, device=device)
+    got = run(backend, weight, u, v, n_iter, dim, training, grad_out)
+    want = run("reference", weight, u, v, n_iter, dim, training, grad_out)
+    for name, g, w in zip(("out", "u", "v", "grad"), got, want):
+        torch.testing.assert_close(g, w, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_low_precision(backend, device, dtype):
+    """Half-precision weights: compare with the float64 computation on the same values."""
+    shape, dim = (48, 5, 3, 3), 0
+    weight = torch.randn(shape, device=device).to(dtype)
+    u, v = random_uv(shape, dim, dtype, device)
+    grad_out = torch.randn(shape, device=device).to(dtype)
+    got = run(backend, weight, u, v, 1, dim, True, grad_out)
+    want = run(
+        "reference", weight.double(), u.double(), v.double(), 1, dim, True, grad_out.double()
+    )
+    for name, g, w in zip(("out", "u", "v", "grad"), got, want):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g.double(), w, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+def test_non_contiguous_and_channels_last(backend, device):
+    base = torch.randn(16, 6, 3, 3, dtype=torch.float64, device=device)
+    u, v = random_uv(base.shape, 0, torch.float64, device)
+    grad_out = torch.randn_like(base)
+    want = run("reference", base, u, v, 2, 0, True, grad_out)
+    for weight in (
+        base.to(memory_format=torch.channels_last),
+        base.transpose(2, 3).contiguous().transpose(2, 3),
+    ):
+        assert not weight.is_contiguous()
+        got = run(backend, weight, u, v, 2, 0, True, grad_out)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("shape,dim", [((5, 3, 2, 2), 0), ((4, 3, 2), 1), ((6, 5), 0)])
+def test_gradcheck_and_gradgradcheck(backend, device, shape, dim):
+    """First and second order gradients in float64 (eval mode: u, v fixed so that the
+    function is deterministic; the gradient formula is the same as in training)."""
+    weight = torch.randn(shape, dtype=torch.float64, device=device, requires_grad=True)
+    u, v = random_uv(shape, dim, torch.float64, device)
+
+    def fn(w):
+        with gk.use_backend(backend):
+            return gk.ops.spectral_norm(w, u, v, 1, 1e-12, dim, training=False)
+
+    assert torch.autograd.gradcheck(fn, (weight,))
+    assert torch.autograd.gradgradcheck(fn, (weight,))
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+def test_sigma_is_largest_singular_value(backend, device):
+    """After enough iterations the normalised matrix has spectral norm 1."""
+    weight = torch.randn(40, 25, dtype=torch.float64, device=device)
+    u, v = random_uv(weight.shape, 0, torch.float64, device)
+    with gk.use_backend(backend):
+        out = gk.ops.spectral_norm(weight, u, v, 200, 1e-12, 0, True)
+    assert torch.linalg.matrix_norm(out.cpu(), ord=2).item() == pytest.approx(1.0, rel=1e-8)
+
+
+def test_bad_input():
+    w = torch.randn(8, 3, 3, 3)
+    u, v = random_uv(w.shape, 0, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="n_power_iterations"):
+        gk.ops.spectral_norm(w, u, v, 0)
+    with pytest.raises(IndexError, match="dim"):
+        gk.ops.spectral_norm(w, u, v, dim=4)
+    with pytest.raises(TypeError, match="floating point"):
+        gk.ops.spectral_norm(w.long(), u, v)
+    with pytest.raises(ValueError, match="u must be a 1-D tensor of length 8"):
+        gk.ops.spectral_norm(w, u[:5], v)
+    with pytest.raises(ValueError, match="v must be a 1-D tensor of length 27"):
+        gk.ops.spectral_norm(w, u, torch.randn(30))
+    with pytest.raises(TypeError, match="u has dtype"):
+        gk.ops.spectral_norm(w, u.double(), v)
+    with pytest.raises(ValueError, match="eps"):
+        gk.ops.spectral_norm(w, u, v, eps=-1.0)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        gk.ops.spectral_norm(torch.randn(5), u, v)
+    with pytest.raises(ValueError, match="n_power_iterations"):
+        gk.nn.utils.spectral_norm(torch.nn.Linear(3, 4), n_power_iterations=-1)
+    with pytest.raises(ValueError, match="no parameter or buffer 'bias2'"):
+        gk.nn.utils.spectral_norm(torch.nn.Linear(3, 4), name="bias2")
+
+
+@pytest.mark.cuda
+def test_bad_device():
+    w = torch.randn(8, 4, device="cuda")
+    u, v = random_uv(w.shape, 0, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="u is on cpu but weight is on cuda"):
+        gk.ops.spectral_norm(w, u, v.cuda())
