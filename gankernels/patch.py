@@ -100,7 +100,8 @@ def _patch_legacy(name: str, module: nn.Module, report: PatchReport) -> None:
         parametrize.register_parametrization(module, attr, ours, unsafe=True)
         report.changed.append(
             f"{name}.{attr}: legacy torch spectral_norm hook -> gankernels parametrization "
-            f"(state_dict keys {attr}_orig/_u/_v become parametrizations.{attr}.original/0._u/0._v; "
+            f"(state_dict keys {attr}_orig/_u/_v become "
+            f"parametrizations.{attr}.original/0._u/0._v; "
             "the parametrization updates u before v, the legacy hook v before u, so sigma "
             "agrees with the hook's once the power iteration has converged)"
         )

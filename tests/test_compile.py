@@ -32,7 +32,7 @@ def test_compile_fullgraph_matches_eager():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         want.backward()
         got.backward()
-    for (name, a), b in zip(eager.named_parameters(), compiled_model.parameters()):
+    for (name, a), b in zip(eager.named_parameters(), compiled_model.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
-    for a, b in zip(eager.buffers(), compiled_model.buffers()):
+    for a, b in zip(eager.buffers(), compiled_model.buffers(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)  # u, v updated in the graph

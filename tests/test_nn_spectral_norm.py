@@ -55,7 +55,7 @@ def test_training_matches_torch(backend, layer_name):
     step) and eval mode: same outputs, gradients, u and v as torch."""
     with gk.use_backend(backend):
         theirs, ours = twin(layer_name, n_power_iterations=2)
-        for a, b in zip(sn_state(theirs), sn_state(ours)):
+        for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
             torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
         opt_t = torch.optim.SGD(theirs.parameters(), lr=0.1)
         opt_o = torch.optim.SGD(ours.parameters(), lr=0.1)
@@ -69,7 +69,7 @@ def test_training_matches_torch(backend, layer_name):
                 opt.step()
                 losses.append(loss.detach())
             torch.testing.assert_close(losses[1], losses[0], rtol=1e-10, atol=1e-12)
-            for a, b in zip(sn_state(theirs), sn_state(ours)):
+            for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
                 torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
         theirs.eval()
         ours.eval()
@@ -177,7 +177,7 @@ def test_gradient_penalty_through_sn_matches_torch(backend, penalty):
             loss = loss + out.mean()
             loss.backward()
             grads.append([p.grad.clone() for p in D.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
 
 
@@ -208,7 +208,7 @@ def test_gradient_penalty_fp32_real_size():
         (g,) = torch.autograd.grad(D(xi).sum(), xi, create_graph=True)
         ((g.flatten(1).norm(dim=1) - 1) ** 2).mean().backward()
         grads.append([p.grad for p in D.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(b, a, rtol=2e-4, atol=1e-6)
 
 

@@ -60,7 +60,7 @@ def test_matches_reference(backend, device, shape, dim, dtype, n_iter, training)
     grad_out = torch.randn(shape, dtype=dtype, device=device)
     got = run(backend, weight, u, v, n_iter, dim, training, grad_out)
     want = run("reference", weight, u, v, n_iter, dim, training, grad_out)
-    for name, g, w in zip(("out", "u", "v", "grad"), got, want):
+    for name, g, w in zip(("out", "u", "v", "grad"), got, want, strict=True):
         torch.testing.assert_close(g, w, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
 
 
@@ -76,7 +76,7 @@ def test_low_precision(backend, device, dtype):
     want = run(
         "reference", weight.double(), u.double(), v.double(), 1, dim, True, grad_out.double()
     )
-    for name, g, w in zip(("out", "u", "v", "grad"), got, want):
+    for name, g, w in zip(("out", "u", "v", "grad"), got, want, strict=True):
         assert g.dtype == dtype
         torch.testing.assert_close(g.double(), w, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
 
@@ -93,7 +93,7 @@ def test_non_contiguous_and_channels_last(backend, device):
     ):
         assert not weight.is_contiguous()
         got = run(backend, weight, u, v, 2, 0, True, grad_out)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, **TOL[torch.float64])
 
 
