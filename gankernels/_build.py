@@ -11,7 +11,10 @@ import shutil
 from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-CPU_FLAGS = ["-O3", "-fopenmp", "-std=c++17"]
+# The extension is built on the machine that runs it (at install or on first use), so it
+# may use that CPU's vector units; GANKERNELS_PORTABLE=1 builds for any x86-64/ARM CPU.
+_NATIVE = [] if os.environ.get("GANKERNELS_PORTABLE") == "1" else ["-march=native"]
+CPU_FLAGS = ["-O3", "-fopenmp", "-std=c++17", *_NATIVE]
 CUDA_FLAGS = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
 LINK_FLAGS = ["-fopenmp"]
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,8 +95,12 @@ def test_ops_still_work_without_the_extension(without_extension):
 
 
 def test_info_command_runs():
-    for cmd in (["-m", "gankernels", "info"],):
-        out = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=300)
+    script = Path(sys.executable).with_name("gankernels")
+    commands = [[sys.executable, "-m", "gankernels", "info"]]
+    if script.exists():  # the console script of an installed package
+        commands.append([str(script), "info"])
+    for cmd in commands:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
         for name in ("reference", "cpu", "triton", "cuda", "torch"):
             assert name in out.stdout

@@ -1,0 +1,869 @@
+// CUDA kernels for spectral normalisation: power iteration and backward.
+//
+// The weight w (contiguous) is viewed as (A, H, K) and represents the matrix
+// M of shape (H, N), N = A*K, with M[h, a*K + k] = w[a*H*K + h*K + k].
+//
+// Power iteration, general path (per iteration, 4 kernels on one stream):
+//   1. sn_row_kernel:       y = M v            (groups of threads per row)
+//   2. sn_normalize_kernel: u = y / max(|y|, eps)                (1 block)
+//   3. sn_col_kernel:       z = M^T u  as S partial sums over row slices
+//                           (tiles of 32 column units x S row splits)
+//   4. sn_normalize_kernel: z = sum of partials, v = z / max(|z|, eps),
+//                           sigma = |z|^2 / max(|z|, eps)         (1 block)
+// Small weights run the same passes inside one block (sn_power_small_kernel).
+// Normalised u and v are kept in accumulator precision in scratch between
+// iterations; the user's u, v (and sigma) are written on the last iteration.
+//
+// Every reduction has a fixed order, so results are deterministic.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "spectral_norm.h"
+
+namespace gankernels {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Tuning constants.
+
+constexpr int kWarpSize = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Row pass (M v).
+constexpr int kRowThreads = 256;
+constexpr int kRowMaxThreadsPerRow = 256;
+constexpr int64_t kRowUnitsPerThread = 4;
+
+// Column pass (M^T u).
+constexpr int kColThreads = 256;
+constexpr int kColMaxWarps = 16;  // shared-memory sizing; blocks <= 512 threads
+constexpr int64_t kColTargetBlocks = 256;
+constexpr int64_t kColMinRowsPerSplit = 64;
+constexpr int64_t kColMaxSplits = 32;
+
+// Single-block reductions (normalise, dot).
+constexpr int kReduceThreads = 1024;
+
+// Whole power iteration in one block for small weights.
+constexpr int kSmallThreads = 512;
+constexpr int64_t kSmallMaxElems = 32768;
+constexpr int64_t kSmallMaxRows = 2048;
+
+// Backward.
+constexpr int kBwdThreads = 256;
+constexpr int64_t kBwdMaxPartials = 256;
+constexpr int64_t kBwdUnitsPerThread = 8;
+constexpr int64_t kBwdMaxApplyBlocks = 4096;
+constexpr int kBwdSmallThreads = 1024;
+constexpr int64_t kBwdSmallMaxElems = 32768;
+
+// Upper bound for grid.x of grid-stride kernels.
+constexpr int64_t kMaxGridX = 65535;
+
+static_assert(kColThreads / kWarpSize <= kColMaxWarps, "column block too big");
+static_assert(kSmallThreads / kWarpSize <= kColMaxWarps, "small block too big");
+static_assert(kRowMaxThreadsPerRow <= kRowThreads, "row group too big");
+static_assert(kRowMaxThreadsPerRow <= kSmallThreads, "row group too big");
+
+// ---------------------------------------------------------------------------
+// Element types.
+
+template <typename T>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccType<T>::type;
+
+// Elements per 16-byte vector load.
+template <typename T>
+constexpr int max_vec() {
+  return static_cast<int>(16 / sizeof(T));
+}
+
+template <typename T>
+struct Conv;
+template <>
+struct Conv<float> {
+  __device__ __forceinline__ static float to(float x) { return x; }
+  __device__ __forceinline__ static float from(float x) { return x; }
+};
+template <>
+struct Conv<double> {
+  __device__ __forceinline__ static double to(double x) { return x; }
+  __device__ __forceinline__ static double from(double x) { return x; }
+};
+template <>
+struct Conv<__half> {
+  __device__ __forceinline__ static float to(__half x) {
+    return __half2float(x);
+  }
+  __device__ __forceinline__ static __half from(float x) {
+    return __float2half_rn(x);
+  }
+};
+template <>
+struct Conv<__nv_bfloat16> {
+  __device__ __forceinline__ static float to(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+  }
+  __device__ __forceinline__ static __nv_bfloat16 from(float x) {
+    return __float2bfloat16_rn(x);
+  }
+};
+
+__device__ __forceinline__ float acc_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double acc_sqrt(double x) { return sqrt(x); }
+
+// max(x, lo) that propagates NaN in x.
+template <typename A>
+__device__ __forceinline__ A clamp_min(A x, A lo) {
+  return x < lo ? lo : x;
+}
+
+// VEC consecutive elements, loaded / stored with one aligned access.
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+  T v[VEC];
+};
+
+template <typename T, int VEC>
+__device__ __forceinline__ Pack<T, VEC> load_pack(const T* p, int64_t unit) {
+  return reinterpret_cast<const Pack<T, VEC>*>(p)[unit];
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void store_pack(T* p, int64_t unit,
+                                           const Pack<T, VEC>& x) {
+  reinterpret_cast<Pack<T, VEC>*>(p)[unit] = x;
+}
+
+inline bool is_aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+__host__ __device__ __forceinline__ int64_t min_i64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+// ---------------------------------------------------------------------------
+// Reductions. blockDim.x is always a multiple of 32 and at most 1024, and
+// every thread of the block calls these (they contain shuffles / barriers).
+
+// Sum over aligned groups of `width` lanes (a power of two <= 32); every lane
+// of a group receives the group's sum.
+template <typename A>
+__device__ __forceinline__ A group_sum(A x, int width) {
+  for (int off = width >> 1; off > 0; off >>= 1) {
+    x += __shfl_xor_sync(kFullMask, x, off);
+  }
+  return x;
+}
+
+// Sum over the block; every thread receives the same value.
+template <typename A>
+__device__ A block_sum(A x) {
+  __shared__ A warp_sums[kWarpSize];
+  const int lane = threadIdx.x % kWarpSize;
+  const int warp = threadIdx.x / kWarpSize;
+  const int num_warps = blockDim.x / kWarpSize;
+  x = group_sum(x, kWarpSize);
+  __syncthreads();  // earlier readers of warp_sums are done
+  if (lane == 0) {
+    warp_sums[warp] = x;
+  }
+  __syncthreads();
+  A total = A(0);
+  for (int i = 0; i < num_warps; ++i) {
+    total += warp_sums[i];
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------
+// Block-level passes, shared by the multi-block kernels and the single-block
+// kernel. Sizes are in "units" of VEC elements along K: Ku = K / VEC (the
+// caller guarantees K % VEC == 0 and w aligned to VEC elements).
+
+// y[h] = sum_j M[h, j] * vin[j] for the rows h handled by this block.
+// A group of 2^tpr_log2 consecutive threads handles one row; the block
+// handles rows first_block*groups + g, then strides by num_blocks*groups.
+template <typename T, typename V, int VEC>
+__device__ void row_pass(const T* __restrict__ w, const V* vin, acc_t<T>* y,
+                         int64_t A, int64_t H, int64_t Ku, int tpr_log2,
+                         int64_t first_block, int64_t num_blocks) {
+  using Acc = acc_t<T>;
+  __shared__ Acc warp_sums[kWarpSize];
+
+  const int tid = threadIdx.x;
+  const int tpr = 1 << tpr_log2;
+  const int group = tid >> tpr_log2;
+  const int gl = tid & (tpr - 1);  // index within the row group
+  const int64_t groups = blockDim.x >> tpr_log2;
+  const int64_t units = A * Ku;
+  const int64_t K = Ku * VEC;
+  // Advancing the unit index c = a*Ku + kk by tpr: a += step_a, kk += step_k
+  // (plus one carry).
+  const int64_t step_a = tpr / Ku;
+  const int64_t step_k = tpr - step_a * Ku;
+
+  for (int64_t row0 = first_block * groups; row0 < H;
+       row0 += num_blocks * groups) {
+    const int64_t h = row0 + group;
+    Acc s = Acc(0);
+    if (h < H) {
+      int64_t a = gl / Ku;
+      int64_t kk = gl - a * Ku;
+      for (int64_t c = gl; c < units; c += tpr) {
+        const Pack<T, VEC> x = load_pack<T, VEC>(w, (a * H + h) * Ku + kk);
+        const V* vp = vin + a * K + kk * VEC;
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) {
+          s += Conv<T>::to(x.v[i]) * Conv<V>::to(vp[i]);
+        }
+        kk += step_k;
+        a += step_a;
+        if (kk >= Ku) {
+          kk -= Ku;
+          ++a;
+        }
+      }
+    }
+    if (tpr <= kWarpSize) {
+      s = group_sum(s, tpr);
+    } else {
+      s = group_sum(s, kWarpSize);
+      const int lane = tid % kWarpSize;
+      const int warp = tid / kWarpSize;
+      __syncthreads();  // previous iteration's readers are done
+      if (lane == 0) {
+        warp_sums[warp] = s;
+      }
+      __syncthreads();
+      if (gl == 0) {
+        // This thread is lane 0 of the group's first warp.
+        Acc t = Acc(0);
+        for (int i = 0; i < tpr / kWarpSize; ++i) {
+          t += warp_sums[warp + i];
+        }
+        s = t;
+      }
+    }
+    if (gl == 0 && h < H) {
+      y[h] = s;
+    }
+  }
+}
+
+// out[j] = sum_{h in [h_begin, h_end)} M[h, j] * uin[h] for all columns j of
+// the tiles handled by this block. A tile is 32 consecutive column units
+// (one per lane, coalesced along K); the warps of the block split the rows
+// and combine their partial sums through shared memory.
+template <typename T, int VEC>
+__device__ void col_pass(const T* __restrict__ w, const acc_t<T>* uin,
+                         acc_t<T>* out, int64_t A, int64_t H, int64_t Ku,
+                         int64_t h_begin, int64_t h_end, int64_t first_tile,
+                         int64_t tile_step) {
+  using Acc = acc_t<T>;
+  constexpr int kTileElems = kWarpSize * VEC;
+  __shared__ Acc partial[kColMaxWarps][kTileElems];
+
+  const int tid = threadIdx.x;
+  const int lane = tid % kWarpSize;
+  const int warp = tid / kWarpSize;
+  const int num_warps = blockDim.x / kWarpSize;
+  const int64_t units = A * Ku;
+  const int64_t N = units * VEC;
+  const int64_t tiles = ceil_div(units, kWarpSize);
+
+  for (int64_t t = first_tile; t < tiles; t += tile_step) {
+    Acc acc[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      acc[i] = Acc(0);
+    }
+    const int64_t c = t * kWarpSize + lane;
+    if (c < units) {
+      const int64_t a = c / Ku;
+      const int64_t kk = c - a * Ku;
+      const int64_t stride = num_warps * Ku;
+      int64_t idx = (a * H + h_begin + warp) * Ku + kk;
+      for (int64_t h = h_begin + warp; h < h_end; h += num_warps) {
+        const Pack<T, VEC> x = load_pack<T, VEC>(w, idx);
+        const Acc uh = uin[h];
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) {
+          acc[i] += Conv<T>::to(x.v[i]) * uh;
+        }
+        idx += stride;
+      }
+    }
+    __syncthreads();  // previous tile's readers of `partial` are done
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      partial[warp][lane * VEC + i] = acc[i];
+    }
+    __syncthreads();
+    // Element e of the tile is column t*32*VEC + e (unit e / VEC).
+    for (int e = tid; e < kTileElems; e += blockDim.x) {
+      const int64_t col = t * kTileElems + e;
+      if (col < N) {
+        Acc s = Acc(0);
+        for (int q = 0; q < num_warps; ++q) {
+          s += partial[q][e];
+        }
+        out[col] = s;
+      }
+    }
+  }
+}
+
+// x[j] = sum_{s < num_parts} parts[s*n + j]; out_acc = x / max(|x|, eps);
+// optionally out = out_acc (rounded to T) and sigma = |x|^2 / max(|x|, eps).
+// Each j is read and written by the same thread, so out_acc may alias parts
+// when num_parts == 1. Single block.
+template <typename T>
+__device__ void normalize_pass(const acc_t<T>* parts, int64_t num_parts,
+                               int64_t n, acc_t<T>* out_acc, T* out, T* sigma,
+                               acc_t<T> eps) {
+  using Acc = acc_t<T>;
+  Acc local = Acc(0);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    Acc x = Acc(0);
+    for (int64_t s = 0; s < num_parts; ++s) {
+      x += parts[s * n + j];
+    }
+    out_acc[j] = x;
+    local += x * x;
+  }
+  const Acc s2 = block_sum(local);
+  const Acc denom = clamp_min(acc_sqrt(s2), eps);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const Acc x = out_acc[j] / denom;
+    out_acc[j] = x;
+    if (out != nullptr) {
+      out[j] = Conv<T>::from(x);
+    }
+  }
+  if (sigma != nullptr && threadIdx.x == 0) {
+    *sigma = Conv<T>::from(s2 / denom);
+  }
+}
+
+// sigma = sum_h u[h] * y[h]. Single block.
+template <typename T>
+__device__ void dot_pass(const T* u, const acc_t<T>* y, int64_t n, T* sigma) {
+  using Acc = acc_t<T>;
+  Acc local = Acc(0);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    local += Conv<T>::to(u[j]) * y[j];
+  }
+  const Acc s = block_sum(local);
+  if (threadIdx.x == 0) {
+    *sigma = Conv<T>::from(s);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Power-iteration kernels.
+
+template <typename T, typename V, int VEC>
+__global__ void __launch_bounds__(kRowThreads)
+    sn_row_kernel(const T* __restrict__ w, const V* vin, acc_t<T>* y, int64_t A,
+                  int64_t H, int64_t Ku, int tpr_log2) {
+  row_pass<T, V, VEC>(w, vin, y, A, H, Ku, tpr_log2, blockIdx.x, gridDim.x);
+}
+
+// grid = (column tiles, splits); split s covers rows
+// [s*rows_per_split, (s+1)*rows_per_split) and writes parts[s*N, (s+1)*N).
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kColThreads)
+    sn_col_kernel(const T* __restrict__ w, const acc_t<T>* uin, acc_t<T>* parts,
+                  int64_t A, int64_t H, int64_t Ku, int64_t rows_per_split) {
+  const int64_t N = A * Ku * VEC;
+  const int64_t split = blockIdx.y;
+  const int64_t h_begin = min_i64(H, split * rows_per_split);
+  const int64_t h_end = min_i64(H, h_begin + rows_per_split);
+  col_pass<T, VEC>(w, uin, parts + split * N, A, H, Ku, h_begin, h_end,
+                   blockIdx.x, gridDim.x);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads)
+    sn_normalize_kernel(const acc_t<T>* parts, int64_t num_parts, int64_t n,
+                        acc_t<T>* out_acc, T* out, T* sigma, acc_t<T> eps) {
+  normalize_pass<T>(parts, num_parts, n, out_acc, out, sigma, eps);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads)
+    sn_dot_kernel(const T* u, const acc_t<T>* y, int64_t n, T* sigma) {
+  dot_pass<T>(u, y, n, sigma);
+}
+
+// The whole power iteration in one block (launch-bound small weights).
+// Scratch: y (H), u_acc (H), v_acc (N), z (N).
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kSmallThreads)
+    sn_power_small_kernel(const T* __restrict__ w, T* u, T* v, T* sigma,
+                          acc_t<T>* y, acc_t<T>* u_acc, acc_t<T>* v_acc,
+                          acc_t<T>* z, int64_t A, int64_t H, int64_t Ku,
+                          int64_t n_iter, acc_t<T> eps, int tpr_log2) {
+  using Acc = acc_t<T>;
+  const int64_t N = A * Ku * VEC;
+  if (n_iter == 0) {
+    row_pass<T, T, VEC>(w, v, y, A, H, Ku, tpr_log2, 0, 1);
+    __syncthreads();
+    dot_pass<T>(u, y, H, sigma);
+    return;
+  }
+  for (int64_t it = 0; it < n_iter; ++it) {
+    const bool last = it + 1 == n_iter;
+    if (it == 0) {
+      row_pass<T, T, VEC>(w, v, y, A, H, Ku, tpr_log2, 0, 1);
+    } else {
+      row_pass<T, Acc, VEC>(w, v_acc, y, A, H, Ku, tpr_log2, 0, 1);
+    }
+    __syncthreads();
+    normalize_pass<T>(y, 1, H, u_acc, last ? u : nullptr, nullptr, eps);
+    __syncthreads();
+    col_pass<T, VEC>(w, u_acc, z, A, H, Ku, 0, H, 0, 1);
+    __syncthreads();
+    normalize_pass<T>(z, 1, N, v_acc, last ? v : nullptr,
+                      last ? sigma : nullptr, eps);
+    __syncthreads();
+  }
+}
+
+// Empty matrix (H == 0 or N == 0): M v and M^T u are zero vectors.
+template <typename T>
+__global__ void sn_empty_kernel(T* u, int64_t H, T* v, int64_t N, T* sigma,
+                                int update_uv) {
+  using Acc = acc_t<T>;
+  if (update_uv) {
+    for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
+      u[j] = Conv<T>::from(Acc(0));
+    }
+    for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
+      v[j] = Conv<T>::from(Acc(0));
+    }
+  }
+  if (threadIdx.x == 0) {
+    *sigma = Conv<T>::from(Acc(0));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Backward kernels.
+
+// Per-thread partial of sum(grad * w) over a flat grid-stride range.
+template <typename T, int VEC>
+__device__ acc_t<T> grad_dot_partial(const T* __restrict__ grad,
+                                     const T* __restrict__ w, int64_t numel,
+                                     int64_t first, int64_t step) {
+  using Acc = acc_t<T>;
+  Acc s = Acc(0);
+  const int64_t nvec = numel / VEC;
+  for (int64_t i = first; i < nvec; i += step) {
+    const Pack<T, VEC> g = load_pack<T, VEC>(grad, i);
+    const Pack<T, VEC> x = load_pack<T, VEC>(w, i);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      s += Conv<T>::to(g.v[e]) * Conv<T>::to(x.v[e]);
+    }
+  }
+  for (int64_t i = nvec * VEC + first; i < numel; i += step) {
+    s += Conv<T>::to(grad[i]) * Conv<T>::to(w[i]);
+  }
+  return s;
+}
+
+// out[a,h,k] = (grad[a,h,k] - (c / sigma) * u[h] * v[a*K + k]) / sigma over
+// units i = (a*H + h)*Ku + kk, first, first + step, ...
+template <typename T, int VEC>
+__device__ void bwd_apply(const T* __restrict__ grad, const T* __restrict__ u,
+                          const T* __restrict__ v, T* __restrict__ out,
+                          int64_t A, int64_t H, int64_t Ku, acc_t<T> c,
+                          acc_t<T> sig, int64_t first, int64_t step) {
+  using Acc = acc_t<T>;
+  const int64_t units = A * H * Ku;
+  if (first >= units) {
+    return;
+  }
+  const int64_t K = Ku * VEC;
+  const Acc cs = c / sig;
+  // Mixed-radix (a, h, kk) of the current unit and of the step.
+  int64_t kk = first % Ku;
+  int64_t q = first / Ku;
+  int64_t h = q % H;
+  int64_t a = q / H;
+  const int64_t step_k = step % Ku;
+  const int64_t step_q = step / Ku;
+  const int64_t step_h = step_q % H;
+  const int64_t step_a = step_q / H;
+  for (int64_t i = first; i < units; i += step) {
+    const Pack<T, VEC> g = load_pack<T, VEC>(grad, i);
+    const Acc uh = Conv<T>::to(u[h]);
+    const T* vp = v + a * K + kk * VEC;
+    Pack<T, VEC> o;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      o.v[e] = Conv<T>::from(
+          (Conv<T>::to(g.v[e]) - cs * uh * Conv<T>::to(vp[e])) / sig);
+    }
+    store_pack<T, VEC>(out, i, o);
+    kk += step_k;
+    int64_t carry = 0;
+    if (kk >= Ku) {
+      kk -= Ku;
+      carry = 1;
+    }
+    h += step_h + carry;
+    if (h >= H) {
+      h -= H;
+      ++a;
+    }
+    a += step_a;
+  }
+}
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kBwdThreads)
+    sn_bwd_reduce_kernel(const T* __restrict__ grad, const T* __restrict__ w,
+                         int64_t numel, acc_t<T>* partials) {
+  const int64_t first =
+      static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const acc_t<T> s =
+      block_sum(grad_dot_partial<T, VEC>(grad, w, numel, first, step));
+  if (threadIdx.x == 0) {
+    partials[blockIdx.x] = s;
+  }
+}
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kBwdThreads)
+    sn_bwd_apply_kernel(const T* __restrict__ grad, const T* __restrict__ u,
+                        const T* __restrict__ v, const T* __restrict__ sigma,
+                        T* __restrict__ out, const acc_t<T>* partials,
+                        int64_t num_partials, int64_t A, int64_t H,
+                        int64_t Ku) {
+  using Acc = acc_t<T>;
+  // Every block combines the partials in the same order: same c everywhere.
+  Acc p = Acc(0);
+  for (int64_t i = threadIdx.x; i < num_partials; i += blockDim.x) {
+    p += partials[i];
+  }
+  const Acc c = block_sum(p);
+  const Acc sig = Conv<T>::to(*sigma);
+  const int64_t first =
+      static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  bwd_apply<T, VEC>(grad, u, v, out, A, H, Ku, c, sig, first, step);
+}
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kBwdSmallThreads)
+    sn_bwd_small_kernel(const T* __restrict__ grad, const T* __restrict__ w,
+                        const T* __restrict__ u, const T* __restrict__ v,
+                        const T* __restrict__ sigma, T* __restrict__ out,
+                        int64_t A, int64_t H, int64_t Ku) {
+  using Acc = acc_t<T>;
+  const int64_t numel = A * H * Ku * VEC;
+  const Acc c = block_sum(
+      grad_dot_partial<T, VEC>(grad, w, numel, threadIdx.x, blockDim.x));
+  const Acc sig = Conv<T>::to(*sigma);
+  bwd_apply<T, VEC>(grad, u, v, out, A, H, Ku, c, sig, threadIdx.x, blockDim.x);
+}
+
+// ---------------------------------------------------------------------------
+// Host-side launch logic.
+
+// Threads per row for the row pass: enough for ~kRowUnitsPerThread units each.
+int choose_tpr_log2(int64_t units) {
+  int l = 0;
+  while ((1 << l) < kRowMaxThreadsPerRow &&
+         (int64_t{1} << l) * kRowUnitsPerThread < units) {
+    ++l;
+  }
+  return l;
+}
+
+// Row splits for the column pass: enough blocks to fill the GPU when there
+// are few column tiles, keeping at least kColMinRowsPerSplit rows per split.
+int64_t choose_splits(int64_t H, int64_t tiles) {
+  int64_t s = ceil_div(kColTargetBlocks, tiles < 1 ? 1 : tiles);
+  const int64_t by_rows = ceil_div(H, kColMinRowsPerSplit);
+  if (s > by_rows) s = by_rows;
+  if (s > kColMaxSplits) s = kColMaxSplits;
+  if (s < 1) s = 1;
+  return s;
+}
+
+#define SN_RETURN_IF_ERROR()                     \
+  do {                                           \
+    const cudaError_t err_ = cudaGetLastError(); \
+    if (err_ != cudaSuccess) return err_;        \
+  } while (0)
+
+template <typename T, int VEC>
+cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
+                                int64_t H, int64_t K, int64_t n_iter,
+                                acc_t<T> eps, acc_t<T>* scratch,
+                                int64_t scratch_numel, cudaStream_t stream) {
+  using Acc = acc_t<T>;
+  const int64_t N = A * K;
+  const int64_t Ku = K / VEC;
+  const int64_t units = A * Ku;
+  Acc* y = scratch;
+  Acc* u_acc = y + H;
+  Acc* v_acc = u_acc + H;
+  Acc* parts = v_acc + N;
+  const int64_t parts_capacity = (scratch_numel - 2 * H - N) / N;
+  if (parts_capacity < 1) {
+    return cudaErrorInvalidValue;
+  }
+  const int tpr_log2 = choose_tpr_log2(units);
+
+  if (H * N <= kSmallMaxElems && H <= kSmallMaxRows) {
+    sn_power_small_kernel<T, VEC><<<1, kSmallThreads, 0, stream>>>(
+        w, u, v, sigma, y, u_acc, v_acc, parts, A, H, Ku, n_iter, eps,
+        tpr_log2);
+    SN_RETURN_IF_ERROR();
+    return cudaSuccess;
+  }
+
+  const int64_t groups = kRowThreads >> tpr_log2;
+  const int64_t row_grid_ll = ceil_div(H, groups);
+  const unsigned row_grid =
+      static_cast<unsigned>(row_grid_ll < kMaxGridX ? row_grid_ll : kMaxGridX);
+
+  if (n_iter == 0) {
+    sn_row_kernel<T, T, VEC>
+        <<<row_grid, kRowThreads, 0, stream>>>(w, v, y, A, H, Ku, tpr_log2);
+    SN_RETURN_IF_ERROR();
+    sn_dot_kernel<T><<<1, kReduceThreads, 0, stream>>>(u, y, H, sigma);
+    SN_RETURN_IF_ERROR();
+    return cudaSuccess;
+  }
+
+  const int64_t tiles = ceil_div(units, kWarpSize);
+  int64_t splits = choose_splits(H, tiles);
+  if (splits > parts_capacity) splits = parts_capacity;
+  const int64_t rows_per_split = ceil_div(H, splits);
+  const dim3 col_grid(
+      static_cast<unsigned>(tiles < kMaxGridX ? tiles : kMaxGridX),
+      static_cast<unsigned>(splits));
+
+  for (int64_t it = 0; it < n_iter; ++it) {
+    const bool last = it + 1 == n_iter;
+    if (it == 0) {
+      sn_row_kernel<T, T, VEC>
+          <<<row_grid, kRowThreads, 0, stream>>>(w, v, y, A, H, Ku, tpr_log2);
+    } else {
+      sn_row_kernel<T, Acc, VEC><<<row_grid, kRowThreads, 0, stream>>>(
+          w, v_acc, y, A, H, Ku, tpr_log2);
+    }
+    SN_RETURN_IF_ERROR();
+    sn_normalize_kernel<T><<<1, kReduceThreads, 0, stream>>>(
+        y, 1, H, u_acc, last ? u : nullptr, nullptr, eps);
+    SN_RETURN_IF_ERROR();
+    sn_col_kernel<T, VEC><<<col_grid, kColThreads, 0, stream>>>(
+        w, u_acc, parts, A, H, Ku, rows_per_split);
+    SN_RETURN_IF_ERROR();
+    sn_normalize_kernel<T><<<1, kReduceThreads, 0, stream>>>(
+        parts, splits, N, v_acc, last ? v : nullptr, last ? sigma : nullptr,
+        eps);
+    SN_RETURN_IF_ERROR();
+  }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t power_iteration_impl(const T* w, T* u, T* v, T* sigma, int64_t A,
+                                 int64_t H, int64_t K, int64_t n_iter,
+                                 double eps, acc_t<T>* scratch,
+                                 int64_t scratch_numel, cudaStream_t stream) {
+  using Acc = acc_t<T>;
+  if (A < 0 || H < 0 || K < 0 || n_iter < 0 || scratch_numel < 0) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t N = A * K;
+  if (H == 0 || N == 0) {
+    sn_empty_kernel<T><<<1, kReduceThreads, 0, stream>>>(u, H, v, N, sigma,
+                                                         n_iter > 0 ? 1 : 0);
+    SN_RETURN_IF_ERROR();
+    return cudaSuccess;
+  }
+  constexpr int kVec = max_vec<T>();
+  const Acc eps_acc = static_cast<Acc>(eps);
+  if (K % kVec == 0 && is_aligned16(w)) {
+    return power_iteration_run<T, kVec>(w, u, v, sigma, A, H, K, n_iter,
+                                        eps_acc, scratch, scratch_numel,
+                                        stream);
+  }
+  return power_iteration_run<T, 1>(w, u, v, sigma, A, H, K, n_iter, eps_acc,
+                                   scratch, scratch_numel, stream);
+}
+
+template <typename T, int VEC>
+cudaError_t backward_run(const T* grad, const T* w, const T* u, const T* v,
+                         const T* sigma, T* out, int64_t A, int64_t H,
+                         int64_t K, acc_t<T>* scratch, int64_t scratch_numel,
+                         cudaStream_t stream) {
+  const int64_t numel = A * H * K;
+  const int64_t Ku = K / VEC;
+  if (numel <= kBwdSmallMaxElems) {
+    sn_bwd_small_kernel<T, VEC><<<1, kBwdSmallThreads, 0, stream>>>(
+        grad, w, u, v, sigma, out, A, H, Ku);
+    SN_RETURN_IF_ERROR();
+    return cudaSuccess;
+  }
+  const int64_t units = numel / VEC;
+  int64_t num_partials = ceil_div(units, kBwdThreads * kBwdUnitsPerThread);
+  if (num_partials > kBwdMaxPartials) num_partials = kBwdMaxPartials;
+  if (num_partials > scratch_numel) num_partials = scratch_numel;
+  if (num_partials < 1) {
+    return cudaErrorInvalidValue;
+  }
+  int64_t apply_blocks = ceil_div(units, kBwdThreads);
+  if (apply_blocks > kBwdMaxApplyBlocks) apply_blocks = kBwdMaxApplyBlocks;
+  sn_bwd_reduce_kernel<T, VEC>
+      <<<static_cast<unsigned>(num_partials), kBwdThreads, 0, stream>>>(
+          grad, w, numel, scratch);
+  SN_RETURN_IF_ERROR();
+  sn_bwd_apply_kernel<T, VEC>
+      <<<static_cast<unsigned>(apply_blocks), kBwdThreads, 0, stream>>>(
+          grad, u, v, sigma, out, scratch, num_partials, A, H, Ku);
+  SN_RETURN_IF_ERROR();
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t backward_impl(const T* grad, const T* w, const T* u, const T* v,
+                          const T* sigma, T* out, int64_t A, int64_t H,
+                          int64_t K, acc_t<T>* scratch, int64_t scratch_numel,
+                          cudaStream_t stream) {
+  if (A < 0 || H < 0 || K < 0 || scratch_numel < 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (A == 0 || H == 0 || K == 0) {
+    return cudaSuccess;  // empty output
+  }
+  constexpr int kVec = max_vec<T>();
+  if (K % kVec == 0 && is_aligned16(grad) && is_aligned16(w) &&
+      is_aligned16(out)) {
+    return backward_run<T, kVec>(grad, w, u, v, sigma, out, A, H, K, scratch,
+                                 scratch_numel, stream);
+  }
+  return backward_run<T, 1>(grad, w, u, v, sigma, out, A, H, K, scratch,
+                            scratch_numel, stream);
+}
+
+#undef SN_RETURN_IF_ERROR
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Public entry points.
+
+int64_t sn_power_iteration_scratch_numel(int64_t A, int64_t H, int64_t K) {
+  if (A <= 0 || H <= 0 || K <= 0) {
+    return 0;
+  }
+  const int64_t N = A * K;
+  // Fewest possible column tiles (widest vectors) give the most splits.
+  const int64_t min_tiles = ceil_div(ceil_div(N, 8), kWarpSize);
+  const int64_t splits = choose_splits(H, min_tiles);
+  return 2 * H + N + splits * N;
+}
+
+int64_t sn_backward_scratch_numel(int64_t A, int64_t H, int64_t K) {
+  (void)A;
+  (void)H;
+  (void)K;
+  return kBwdMaxPartials;
+}
+
+cudaError_t sn_power_iteration_launch(SnDtype dtype, const void* w, void* u,
+                                      void* v, void* sigma, int64_t A,
+                                      int64_t H, int64_t K, int64_t n_iter,
+                                      double eps, void* scratch,
+                                      int64_t scratch_numel,
+                                      cudaStream_t stream) {
+  switch (dtype) {
+    case SnDtype::Float32:
+      return power_iteration_impl<float>(
+          static_cast<const float*>(w), static_cast<float*>(u),
+          static_cast<float*>(v), static_cast<float*>(sigma), A, H, K, n_iter,
+          eps, static_cast<float*>(scratch), scratch_numel, stream);
+    case SnDtype::Float64:
+      return power_iteration_impl<double>(
+          static_cast<const double*>(w), static_cast<double*>(u),
+          static_cast<double*>(v), static_cast<double*>(sigma), A, H, K, n_iter,
+          eps, static_cast<double*>(scratch), scratch_numel, stream);
+    case SnDtype::Float16:
+      return power_iteration_impl<__half>(
+          static_cast<const __half*>(w), static_cast<__half*>(u),
+          static_cast<__half*>(v), static_cast<__half*>(sigma), A, H, K, n_iter,
+          eps, static_cast<float*>(scratch), scratch_numel, stream);
+    case SnDtype::BFloat16:
+      return power_iteration_impl<__nv_bfloat16>(
+          static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(u),
+          static_cast<__nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(sigma), A,
+          H, K, n_iter, eps, static_cast<float*>(scratch), scratch_numel,
+          stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t sn_backward_launch(SnDtype dtype, const void* grad, const void* w,
+                               const void* u, const void* v, const void* sigma,
+                               void* grad_w, int64_t A, int64_t H, int64_t K,
+                               void* scratch, int64_t scratch_numel,
+                               cudaStream_t stream) {
+  switch (dtype) {
+    case SnDtype::Float32:
+      return backward_impl<float>(
+          static_cast<const float*>(grad), static_cast<const float*>(w),
+          static_cast<const float*>(u), static_cast<const float*>(v),
+          static_cast<const float*>(sigma), static_cast<float*>(grad_w), A, H,
+          K, static_cast<float*>(scratch), scratch_numel, stream);
+    case SnDtype::Float64:
+      return backward_impl<double>(
+          static_cast<const double*>(grad), static_cast<const double*>(w),
+          static_cast<const double*>(u), static_cast<const double*>(v),
+          static_cast<const double*>(sigma), static_cast<double*>(grad_w), A, H,
+          K, static_cast<double*>(scratch), scratch_numel, stream);
+    case SnDtype::Float16:
+      return backward_impl<__half>(
+          static_cast<const __half*>(grad), static_cast<const __half*>(w),
+          static_cast<const __half*>(u), static_cast<const __half*>(v),
+          static_cast<const __half*>(sigma), static_cast<__half*>(grad_w), A, H,
+          K, static_cast<float*>(scratch), scratch_numel, stream);
+    case SnDtype::BFloat16:
+      return backward_impl<__nv_bfloat16>(
+          static_cast<const __nv_bfloat16*>(grad),
+          static_cast<const __nv_bfloat16*>(w),
+          static_cast<const __nv_bfloat16*>(u),
+          static_cast<const __nv_bfloat16*>(v),
+          static_cast<const __nv_bfloat16*>(sigma),
+          static_cast<__nv_bfloat16*>(grad_w), A, H, K,
+          static_cast<float*>(scratch), scratch_numel, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace gankernels
