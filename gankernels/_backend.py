@@ -17,6 +17,7 @@ import contextvars
 import functools
 import importlib
 import os
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -100,6 +101,7 @@ def _jit_build() -> tuple[object | None, str]:
     cache = os.environ.get("GANKERNELS_CACHE", os.path.expanduser("~/.cache/gankernels"))
     build_dir = os.path.join(cache, f"ext-{digest}")
     os.makedirs(build_dir, exist_ok=True)
+    _remove_stale_lock(os.path.join(build_dir, "lock"))
     sources = _build.cpu_sources() + (_build.cuda_sources() if with_cuda else [])
     define = [f"-DGK_SOURCES_HASH={digest}"] + (["-DGK_WITH_CUDA"] if with_cuda else [])
     try:
@@ -117,6 +119,21 @@ def _jit_build() -> tuple[object | None, str]:
         first_error = next((ln for ln in lines if "error" in ln.lower()), lines[-1])
         return None, f"{type(err).__name__}: {first_error.strip()[:300]} (build dir {build_dir})"
     return module, ""
+
+
+def _remove_stale_lock(path: str, max_age_s: float = 1800.0) -> None:
+    """torch's build lock outlives a build that was killed, and then every later load
+    waits on it forever. A build takes a few minutes; an older lock is a leftover."""
+    try:
+        age = time.time() - os.path.getmtime(path)
+    except OSError:
+        return
+    if age > max_age_s:
+        warnings.warn(
+            f"gankernels: removing a stale build lock {path} ({age:.0f} s old)", stacklevel=3
+        )
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def extension():

@@ -67,15 +67,15 @@ def _backend_kernels(name: str):
     return getattr(ext, f"sn_power_iteration_{name}"), getattr(ext, f"sn_backward_{name}")
 
 
-def _run_power_iteration(weight, u, v, dim, n_iter, eps):
+def _run_power_iteration(weight, u, v, dim, n_iter, eps, backend=None):
     A, H, K = matrix_view(weight.shape, dim)
-    power_iteration, _ = _backend_kernels(_backend.resolve(weight.device))
+    power_iteration, _ = _backend_kernels(backend or _backend.resolve(weight.device))
     return power_iteration(weight.contiguous(), u, v, A, H, K, n_iter, eps)
 
 
-def _run_backward(grad, weight, u, v, sigma, dim):
+def _run_backward(grad, weight, u, v, sigma, dim, backend=None):
     A, H, K = matrix_view(weight.shape, dim)
-    _, backward = _backend_kernels(_backend.resolve(weight.device))
+    _, backward = _backend_kernels(backend or _backend.resolve(weight.device))
     return backward(grad.contiguous(), weight.contiguous(), u, v, sigma, A, H, K)
 
 
@@ -229,23 +229,28 @@ def spectral_norm(
         return sn_scale(weight, u.clone(), v.clone(), sigma, dim)
     # Eager: call the kernels directly. The custom-op dispatch above costs more than the
     # whole kernel on a small weight; the numbers are the same.
+    backend = _backend.resolve(weight.device)
     with torch.no_grad():
-        sigma = _run_power_iteration(weight.detach(), u, v, dim, n_iter, eps)
-    return _SNScale.apply(weight, u.clone(), v.clone(), sigma, dim)
+        sigma = _run_power_iteration(weight.detach(), u, v, dim, n_iter, eps, backend)
+    return _SNScale.apply(weight, u.clone(), v.clone(), sigma, dim, backend)
 
 
 class _SNScale(torch.autograd.Function):
     """Eager twin of the `sn_scale` op."""
 
     @staticmethod
-    def forward(ctx, weight, u, v, sigma, dim):
+    def forward(ctx, weight, u, v, sigma, dim, backend):
         ctx.save_for_backward(weight, u, v, sigma)
-        ctx.dim = dim
+        # The backward runs where the forward's backend choice is not visible (autograd's
+        # device threads do not see `use_backend`), so remember it.
+        ctx.dim, ctx.backend = dim, backend
         return weight / sigma
 
     @staticmethod
     def backward(ctx, grad):
         weight, u, v, sigma = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the differentiable op
-            return sn_scale_backward(grad, weight, u, v, sigma, ctx.dim), None, None, None, None
-        return _run_backward(grad, weight, u, v, sigma, ctx.dim), None, None, None, None
+            grad_w = sn_scale_backward(grad, weight, u, v, sigma, ctx.dim)
+        else:
+            grad_w = _run_backward(grad, weight, u, v, sigma, ctx.dim, ctx.backend)
+        return grad_w, None, None, None, None, None
