@@ -65,6 +65,23 @@ def test_matches_reference(backend, device, shape, dim, dtype, n_iter, training)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_without_grad(backend, device, training):
+    """Under no_grad the op skips autograd; same numbers and u, v updates."""
+    shape, dim = (12, 5, 3), 1
+    weight = torch.randn(shape, dtype=torch.float64, device=device, requires_grad=True)
+    u, v = random_uv(shape, dim, torch.float64, device)
+    got_u, got_v, want_u, want_v = u.clone(), v.clone(), u.clone(), v.clone()
+    with torch.no_grad(), gk.use_backend(backend):
+        got = gk.ops.spectral_norm(weight, got_u, got_v, 2, 1e-12, dim, training)
+    with torch.no_grad(), gk.use_backend("reference"):
+        want = gk.ops.spectral_norm(weight, want_u, want_v, 2, 1e-12, dim, training)
+    assert not got.requires_grad
+    for g, w in zip((got, got_u, got_v), (want, want_u, want_v), strict=True):
+        torch.testing.assert_close(g, w, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
 def test_low_precision(backend, device, dtype):
     """Half-precision weights: compare with the float64 computation on the same values."""

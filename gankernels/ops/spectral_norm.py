@@ -232,6 +232,8 @@ def spectral_norm(
     backend = _backend.resolve(weight.device)
     with torch.no_grad():
         sigma = _run_power_iteration(weight.detach(), u, v, dim, n_iter, eps, backend)
+    if not (weight.requires_grad and torch.is_grad_enabled()):
+        return weight / sigma  # nothing to differentiate: skip autograd's bookkeeping
     return _SNScale.apply(weight, u.clone(), v.clone(), sigma, dim, backend)
 
 
