@@ -1,6 +1,7 @@
 // The one Python module of the extension: gankernels._C.
 #include <torch/extension.h>
 
+#include "cpu/penalty.h"
 #include "cpu/spectral_norm.h"
 #ifdef GK_WITH_CUDA
 #include "cuda/spectral_norm_launch.h"
@@ -22,6 +23,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("sources_hash") = GK_SOURCES_HASH_STR;
   m.def("sn_power_iteration_cpu", &gankernels::sn_power_iteration_cpu);
   m.def("sn_backward_cpu", &gankernels::sn_backward_cpu);
+  m.def("row_sumsq_cpu", &gankernels::row_sumsq_cpu);
+  m.def("row_scale_cpu", &gankernels::row_scale_cpu);
+  m.def("lerp_rows_cpu", &gankernels::lerp_rows_cpu);
+  m.def("lerp_rows_backward_cpu", &gankernels::lerp_rows_backward_cpu);
 #ifdef GK_WITH_CUDA
   m.attr("with_cuda") = true;
   m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);

@@ -9,6 +9,7 @@ gk.patch(model)                     # swap torch layers for fused ones, in place
 from . import nn, ops
 from ._backend import backends, get_backend, set_backend, use_backend
 from .patch import PatchReport, patch
+from .regularizers import gradient_penalty, lazy_due, r1_penalty, r1_penalty_from
 
 __version__ = "0.1.0"
 
@@ -21,4 +22,8 @@ __all__ = [
     "ops",
     "patch",
     "PatchReport",
+    "gradient_penalty",
+    "r1_penalty",
+    "r1_penalty_from",
+    "lazy_due",
 ]

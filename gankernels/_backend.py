@@ -116,7 +116,8 @@ def _jit_build() -> tuple[object | None, str]:
         )
     except Exception as err:  # any compiler or linker failure: report it, do not crash
         lines = str(err).strip().splitlines() or [""]
-        first_error = next((ln for ln in lines if "error" in ln.lower()), lines[-1])
+        errors = [ln for ln in lines if "error:" in ln] or [ln for ln in lines if "rror" in ln]
+        first_error = (errors or lines)[0]
         return None, f"{type(err).__name__}: {first_error.strip()[:300]} (build dir {build_dir})"
     return module, ""
 

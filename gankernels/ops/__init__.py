@@ -1,6 +1,7 @@
 """Functional ops. Each module holds the op's plain-torch reference, its torch.library
 registration and the dispatch to the selected backend."""
 
+from .penalty import gradient_penalty, interpolate, r1_penalty
 from .spectral_norm import spectral_norm
 
-__all__ = ["spectral_norm"]
+__all__ = ["gradient_penalty", "interpolate", "r1_penalty", "spectral_norm"]

@@ -1,0 +1,218 @@
+"""Gradient-penalty ops in every available backend against the plain-torch formulas,
+gradients of every order in float64, and the whole-regulariser helpers against the
+textbook WGAN-GP and R1 recipes."""
+
+import pytest
+import torch
+from conftest import available_backends
+from torch import nn
+
+import gankernels as gk
+
+# No C++/CUDA penalty kernels yet: on a GPU, 'auto' uses Triton for these ops.
+BACKENDS = [(b, d) for b, d in available_backends() if b != "cuda"]
+IDS = [b for b, _ in BACKENDS]
+SHAPES = [(5, 3, 7, 9), (1, 4), (3, 1, 1, 1), (6, 2, 5, 5)]
+TOL = {
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float32: dict(rtol=1e-5, atol=1e-6),
+    torch.bfloat16: dict(rtol=2e-2, atol=2e-2),
+    torch.float16: dict(rtol=2e-3, atol=2e-3),
+}
+
+
+def textbook_gp(grad, center=1.0):
+    return ((grad.flatten(1).double().norm(dim=1) - center) ** 2).mean()
+
+
+def textbook_r1(grad):
+    return grad.flatten(1).double().square().sum(1).mean()
+
+
+def layouts(x):
+    """The same values as contiguous, channels_last and non-contiguous tensors."""
+    out = [x]
+    if x.dim() == 4:
+        out.append(x.contiguous(memory_format=torch.channels_last))
+        out.append(x.transpose(2, 3).contiguous().transpose(2, 3))
+    return out
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_penalties_match_formula(backend, device, shape, dtype):
+    base = torch.randn(shape, dtype=torch.float64, device=device).to(dtype)
+    upstream = 0.7
+    for grad in layouts(base):
+        for op, formula in (
+            (gk.ops.gradient_penalty, textbook_gp),
+            (gk.ops.r1_penalty, textbook_r1),
+        ):
+            g = grad.detach().clone().requires_grad_(True)
+            with gk.use_backend(backend):
+                value = op(g)
+                (value * upstream).backward()
+            ref_g = grad.detach().double().requires_grad_(True)
+            ref = formula(ref_g)
+            (ref * upstream).backward()
+            assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+            torch.testing.assert_close(value.double(), ref, **TOL[dtype])
+            assert g.grad.dtype == dtype and g.grad.stride() == g.stride()
+            torch.testing.assert_close(g.grad.double(), ref_g.grad, **TOL[dtype])
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_interpolate_matches_formula(backend, device, shape, dtype):
+    real = torch.randn(shape, device=device).to(dtype)
+    fake = torch.randn(shape, device=device).to(dtype)
+    alpha = torch.rand(shape[0], device=device, dtype=torch.float64)
+    for r, f in zip(layouts(real), layouts(fake), strict=True):
+        r, f = r.clone().requires_grad_(True), f.clone().requires_grad_(True)
+        with gk.use_backend(backend):
+            x = gk.ops.interpolate(r, f, alpha)
+            up = torch.randn_like(x)
+            x.backward(up)
+        a = alpha.view(-1, *[1] * (len(shape) - 1))
+        want = f.detach().double() + a * (r.detach().double() - f.detach().double())
+        torch.testing.assert_close(x.double(), want, **TOL[dtype])
+        torch.testing.assert_close(r.grad.double(), a * up.double(), **TOL[dtype])
+        torch.testing.assert_close(f.grad.double(), (1 - a) * up.double(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+def test_gradcheck_and_gradgradcheck(backend, device):
+    opts = dict(dtype=torch.float64, device=device, requires_grad=True)
+    grad = torch.randn(3, 2, 3, 2, **opts)
+    real, fake = torch.randn(3, 5, **opts), torch.randn(3, 5, **opts)
+    alpha = torch.rand(3, dtype=torch.float64, device=device)
+    with gk.use_backend(backend):
+        for fn, args in (
+            (lambda g: gk.ops.gradient_penalty(g, center=0.5), (grad,)),
+            (gk.ops.r1_penalty, (grad,)),
+            (lambda r, f: gk.ops.interpolate(r, f, alpha), (real, fake)),
+        ):
+            assert torch.autograd.gradcheck(fn, args)
+            assert torch.autograd.gradgradcheck(fn, args)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+def test_zero_norm_has_a_defined_gradient(backend, device):
+    grad = torch.randn(4, 3, 5, device=device)
+    grad[1] = 0
+    grad.requires_grad_(True)
+    with gk.use_backend(backend):
+        value = gk.ops.gradient_penalty(grad)
+        value.backward()
+    assert torch.isfinite(value) and torch.isfinite(grad.grad).all()
+    assert torch.equal(grad.grad[1], torch.zeros_like(grad.grad[1]))
+    torch.testing.assert_close(value.double(), textbook_gp(grad.detach()))
+
+
+def test_interpolate_draws_reproducible_alpha():
+    real, fake = torch.randn(8, 3), torch.randn(8, 3)
+    a = gk.ops.interpolate(real, fake, generator=torch.Generator().manual_seed(3))
+    b = gk.ops.interpolate(real, fake, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    alpha = (a - fake)[:, 0] / (real - fake)[:, 0]
+    assert ((alpha >= 0) & (alpha <= 1)).all()
+
+
+def critic(seed=0, conditional=False):
+    torch.manual_seed(seed)
+    body = nn.Sequential(
+        gk.nn.SNConv2d(1, 8, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(8, 16, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+        nn.Linear(16 * 3 * 3, 1),
+    ).double()
+    if not conditional:
+        return body
+    embed = nn.Embedding(4, 1).double()
+
+    def forward(x, labels):
+        return body(x) + embed(labels)
+
+    forward.parameters = lambda: list(body.parameters()) + list(embed.parameters())
+    return forward
+
+
+def param_grads(D):
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in D.parameters()]
+
+
+@pytest.mark.parametrize("backend,device", [b for b in BACKENDS if b[1] == "cpu"], ids=str)
+def test_wgan_gp_helper_matches_textbook(backend, device):
+    real = torch.randn(6, 1, 12, 12, dtype=torch.float64)
+    fake = torch.randn(6, 1, 12, 12, dtype=torch.float64)
+    labels = torch.randint(0, 4, (6, 1))
+    for conditional in (False, True):
+        kwargs = {"labels": labels} if conditional else {}
+        D = critic(conditional=conditional)
+        with gk.use_backend(backend):
+            gp = gk.gradient_penalty(
+                D, real, fake, weight=10.0, generator=torch.Generator().manual_seed(5), **kwargs
+            )
+            gp.backward()
+        ours = param_grads(D)
+
+        D = critic(conditional=conditional)
+        alpha = torch.rand(6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        a = alpha.view(-1, 1, 1, 1)
+        x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
+        (g,) = torch.autograd.grad(D(x_hat, **kwargs).sum(), x_hat, create_graph=True)
+        want = 10.0 * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        want.backward()
+        torch.testing.assert_close(gp.double(), want, rtol=1e-9, atol=1e-12)
+        for x, y in zip(ours, param_grads(D), strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_r1_helpers_match_textbook_and_lazy_scaling():
+    real = torch.randn(5, 1, 12, 12, dtype=torch.float64)
+    D = critic()
+    r1 = gk.r1_penalty(D, real, gamma=4.0, every=4)
+    r1.backward()
+    ours = param_grads(D)
+
+    D = critic()
+    x = real.clone().requires_grad_(True)
+    logits = D(x)
+    reused = gk.r1_penalty_from(logits, x, gamma=4.0, every=4)
+    (g,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    want = 4 * 4.0 / 2 * g.flatten(1).square().sum(1).mean()
+    torch.testing.assert_close(reused, want.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(r1.double(), want.detach(), rtol=1e-10, atol=1e-12)
+    want.backward()
+    for a, b in zip(ours, param_grads(D), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert [gk.lazy_due(s, 4) for s in range(6)] == [True, False, False, False, True, False]
+
+
+def test_bad_input():
+    D = critic()
+    real = torch.randn(4, 1, 12, 12, dtype=torch.float64)
+    with pytest.raises(ValueError, match="same shape"):
+        gk.ops.interpolate(real, real[:, :, :6])
+    with pytest.raises(TypeError, match="real is torch.float64 but fake is torch.float32"):
+        gk.ops.interpolate(real, real.float())
+    with pytest.raises(ValueError, match="alpha must be a tensor with 4 values"):
+        gk.ops.interpolate(real, real, torch.rand(3))
+    with pytest.raises(ValueError, match="center must be a finite number >= 0"):
+        gk.ops.gradient_penalty(real, center=-1.0)
+    with pytest.raises(TypeError, match="floating point"):
+        gk.ops.r1_penalty(torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        gk.r1_penalty(D, real, gamma=-1.0)
+    with pytest.raises(ValueError, match="weight must be"):
+        gk.gradient_penalty(D, real, real, weight=float("nan"))
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
+        gk.r1_penalty(D, real, every=0)
+    with pytest.raises(ValueError, match="real must require grad"):
+        gk.r1_penalty_from(D(real), real)
+    with pytest.raises(ValueError, match="batch dimension first"):
+        gk.r1_penalty(lambda x: D(x).sum(), real)
