@@ -377,6 +377,100 @@ def sn_cases(cfg: Config) -> list[Case]:
     return cases
 
 
+# ---------------------------------------------------------------------------------------
+# Gradient penalties.
+
+PENALTY_SHAPES = [(64, 1, 28, 28), (64, 3, 64, 64), (32, 3, 256, 256)]
+PENALTY_SHAPES_QUICK = [(8, 1, 28, 28)]
+
+
+def _gp_eager(provider: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The WGAN-GP penalty of a gradient batch, as `provider` computes it."""
+    if provider.startswith("gk-"):
+        from .ops.penalty import gradient_penalty
+
+        return gradient_penalty
+
+    def torch_gp(g):
+        return ((g.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+    return torch_gp
+
+
+def _prepare_gp(shape: tuple[int, ...]):
+    """Penalty forward + its gradient with respect to the input gradient batch."""
+
+    def prepare(provider: str, cfg: Config) -> Prepared:
+        size = cfg.dtype.itemsize * math.prod(shape)
+        grads = [cfg.randn(*shape).requires_grad_() for _ in range(cfg.copies(2 * size))]
+        eager = _gp_eager(provider)
+        f = compiled(eager) if provider == "torch.compile" else eager
+        pool = itertools.cycle(grads)
+
+        def fn():
+            g = next(pool)
+            return torch.autograd.grad(f(g), g)
+
+        def check() -> float:
+            g = cfg.randn(*shape).requires_grad_()
+            (dg,) = torch.autograd.grad(f(g), g)
+            ref_g = g.detach().double().requires_grad_()
+            (ref,) = torch.autograd.grad(_gp_eager("torch")(ref_g), ref_g)
+            return max(rel_err(f(g), _gp_eager("torch")(ref_g)), rel_err(dg, ref))
+
+        return Prepared(fn, check)
+
+    return prepare
+
+
+def _prepare_interpolate(shape: tuple[int, ...]):
+    def prepare(provider: str, cfg: Config) -> Prepared:
+        size = cfg.dtype.itemsize * math.prod(shape)
+        n = cfg.copies(3 * size)
+        pairs = [(cfg.randn(*shape), cfg.randn(*shape)) for _ in range(n)]
+        alpha = torch.rand(shape[0], device=cfg.device)
+        if provider.startswith("gk-"):
+            from .ops.penalty import interpolate
+
+            def eager(real, fake):
+                return interpolate(real, fake, alpha)
+        else:
+
+            def eager(real, fake):
+                a = alpha.view(-1, *[1] * (len(shape) - 1)).to(real.dtype)
+                return fake + a * (real - fake)
+
+        f = compiled(eager) if provider == "torch.compile" else eager
+        pool = itertools.cycle(pairs)
+
+        def fn():
+            return f(*next(pool))
+
+        def check() -> float:
+            real, fake = cfg.randn(*shape), cfg.randn(*shape)
+            a = alpha.double().view(-1, *[1] * (len(shape) - 1))
+            return rel_err(f(real, fake), fake.double() + a * (real.double() - fake.double()))
+
+        return Prepared(fn, check)
+
+    return prepare
+
+
+@register_op("penalty")
+def penalty_cases(cfg: Config) -> list[Case]:
+    """WGAN-GP penalty (forward + backward) and the interpolation, against torch eager."""
+    cases = []
+    for shape in PENALTY_SHAPES_QUICK if cfg.quick else PENALTY_SHAPES:
+        # Bytes the fused algorithm must move: read g, then read g and write dg; and
+        # read real, fake, write x_hat.
+        moved = 3 * math.prod(shape) * cfg.dtype.itemsize
+        cases.append(Case("penalty", "gp_fwd_bwd", _shape_str(shape), _prepare_gp(shape), moved))
+        cases.append(
+            Case("penalty", "interpolate", _shape_str(shape), _prepare_interpolate(shape), moved)
+        )
+    return cases
+
+
 def sn_share_lines(rows: list[dict]) -> list[str]:
     """(t_sn - t_nosn) / t_sn of the D step for torch and each gk provider."""
     steps = {r["provider"]: r for r in rows if r["case"] == "sn_dstep" and r["median_ms"]}
