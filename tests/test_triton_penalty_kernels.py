@@ -88,8 +88,8 @@ def test_row_sumsq(shape, dtype):
 def test_row_sumsq_plan_splits_large_rows():
     """(4, 5000) uses several programs per sample with the default plan."""
     B, N = 4, 5000
-    block = min(tp._BLOCK_SUMSQ, tp._np2(N))
-    splits, chunk = tp._sumsq_plan(B, N, tp._target_programs(torch.device(DEVICE)), block)
+    block = min(tp._BLOCK_SUMSQ, tp.next_pow2(N))
+    splits, chunk = tp._sumsq_plan(B, N, tp.target_programs(torch.device(DEVICE), 16), block)
     assert splits > 1 and splits * chunk >= N and (splits - 1) * chunk < N
     # A large N with a small batch spreads over many programs on a GPU-sized target.
     splits, chunk = tp._sumsq_plan(2, 3 * 256 * 256, 264, 1024)

@@ -31,12 +31,13 @@ with the sample index b = offset // N.
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 import torch
 import triton
 import triton.language as tl
+
+from . import cdiv, next_pow2, target_programs
 
 _BLOCK_SUMSQ = 1024
 _BLOCK_EW = 1024
@@ -178,27 +179,6 @@ _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _COEF_DTYPES = (torch.float32, torch.float64)
 
 
-def _np2(x: int) -> int:
-    return triton.next_power_of_2(max(int(x), 1))
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _target_programs(device: torch.device) -> int:
-    """Programs wanted for the reduction: two per SM on GPUs, a few elsewhere."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return 2 * _sm_count(index)
-    return 16
-
-
 class _NullCtx:
     def __enter__(self):
         return self
@@ -244,15 +224,15 @@ def _check_coef(name: str, c: torch.Tensor, B: int, like: torch.Tensor):
 
 
 def _ew_block(numel: int) -> int:
-    return min(_BLOCK_EW, max(16, _np2(numel)))
+    return min(_BLOCK_EW, max(16, next_pow2(numel)))
 
 
 def _sumsq_plan(B: int, N: int, target: int, block: int) -> tuple[int, int]:
     """(splits per sample, columns per split, a multiple of block)."""
-    tiles = _cdiv(N, block)
-    want = max(1, min(tiles, _cdiv(target, B)))
-    per = _cdiv(tiles, want)
-    return _cdiv(tiles, per), per * block
+    tiles = cdiv(N, block)
+    want = max(1, min(tiles, cdiv(target, B)))
+    per = cdiv(tiles, want)
+    return cdiv(tiles, per), per * block
 
 
 def row_sumsq(x: torch.Tensor, B: int, N: int) -> torch.Tensor:
@@ -267,13 +247,13 @@ def _row_sumsq(x, B, N, *, splits=None, block=None):
     acc = _acc_dtype(x.dtype)
     if B == 0 or N == 0:
         return torch.zeros(B, dtype=acc, device=x.device)
-    block = block or min(_BLOCK_SUMSQ, max(16, _np2(N)))
+    block = block or min(_BLOCK_SUMSQ, max(16, next_pow2(N)))
     if splits is None:
-        splits, chunk = _sumsq_plan(B, N, _target_programs(x.device), block)
+        splits, chunk = _sumsq_plan(B, N, target_programs(x.device, 16), block)
     else:
-        per = _cdiv(_cdiv(N, block), max(1, int(splits)))
+        per = cdiv(cdiv(N, block), max(1, int(splits)))
         chunk = per * block
-        splits = _cdiv(N, chunk)
+        splits = cdiv(N, chunk)
     atomic = splits > 1
     out = (torch.zeros if atomic else torch.empty)(B, dtype=acc, device=x.device)
     with _device_ctx(x):
@@ -296,7 +276,7 @@ def row_scale(x: torch.Tensor, coef: torch.Tensor, B: int, N: int) -> torch.Tens
         return out
     block = _ew_block(numel)
     with _device_ctx(x):
-        _row_scale_kernel[(_cdiv(numel, block),)](
+        _row_scale_kernel[(cdiv(numel, block),)](
             x, coef, out, N, numel,
             BLOCK=block, WIDE=numel >= _INT32_LIMIT, FP64=x.dtype == torch.float64,
             num_warps=max(1, min(4, block // 256)),
@@ -318,7 +298,7 @@ def lerp_rows(
         return out
     block = _ew_block(numel)
     with _device_ctx(real):
-        _lerp_rows_kernel[(_cdiv(numel, block),)](
+        _lerp_rows_kernel[(cdiv(numel, block),)](
             real, fake, alpha, out, N, numel,
             BLOCK=block, WIDE=numel >= _INT32_LIMIT, FP64=real.dtype == torch.float64,
             num_warps=max(1, min(4, block // 256)),
@@ -340,7 +320,7 @@ def lerp_rows_backward(
         return grad_real, grad_fake
     block = _ew_block(numel)
     with _device_ctx(grad):
-        _lerp_rows_bwd_kernel[(_cdiv(numel, block),)](
+        _lerp_rows_bwd_kernel[(cdiv(numel, block),)](
             grad, alpha, grad_real, grad_fake, N, numel,
             BLOCK=block, WIDE=numel >= _INT32_LIMIT, FP64=grad.dtype == torch.float64,
             num_warps=max(1, min(4, block // 256)),

@@ -37,12 +37,13 @@ backward(grad, w, u, v, sigma, A, H, K) -> grad_w
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 import torch
 import triton
 import triton.language as tl
+
+from . import cdiv, next_pow2, target_programs
 
 # Largest padded (BLOCK_H * BLOCK_N) tile handled by the single-program power iteration.
 _SMALL_TILE = 16384
@@ -390,27 +391,6 @@ def _sn_bwd_apply_kernel(
 # Launchers.
 
 
-def _np2(x: int) -> int:
-    return triton.next_power_of_2(max(int(x), 1))
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _target_programs(device: torch.device) -> int:
-    """Programs wanted per launch: two per SM on GPUs, a few elsewhere (interpreter)."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return 2 * _sm_count(index)
-    return 4
-
-
 def _device_ctx(t: torch.Tensor):
     if t.is_cuda:
         return torch.cuda.device(t.device)
@@ -447,14 +427,14 @@ def _check_inputs(w, u, v, A, H, K):
 
 
 def _use_small(H: int, N: int) -> bool:
-    return _np2(H) * _np2(N) <= _SMALL_TILE
+    return next_pow2(H) * next_pow2(N) <= _SMALL_TILE
 
 
 def _split(tiles_other: int, tiles_own: int, target: int) -> tuple[int, int]:
     """(splits, tiles per split) of `tiles_own` so that tiles_other * splits ~ target."""
-    want = max(1, min(tiles_own, _cdiv(target, tiles_other)))
-    per = _cdiv(tiles_own, want)
-    return _cdiv(tiles_own, per), per
+    want = max(1, min(tiles_own, cdiv(target, tiles_other)))
+    per = cdiv(tiles_own, want)
+    return cdiv(tiles_own, per), per
 
 
 def power_iteration(
@@ -486,7 +466,7 @@ def _power_iteration(
         small = _use_small(H, N)
     with _device_ctx(w):
         if small:
-            bh, bn = _np2(H), _np2(N)
+            bh, bn = next_pow2(H), next_pow2(N)
             _sn_small_kernel[(1,)](
                 w, u, v, sigma, H, K, N, n_iter, eps,
                 BLOCK_H=bh, BLOCK_N=bn, HAS_ITER=n_iter > 0, ROW_CONTIG=row_contig,
@@ -504,18 +484,18 @@ def _power_iteration_multi(
     w, u, v, sigma, H, K, N, n_iter, eps, row_contig, target, block_h, block_n
 ):
     if target is None:
-        target = _target_programs(w.device)
+        target = target_programs(w.device, 4)
         target = max(1, min(target, H * N // 8192))
     # t = M x: tiles of (bh_t, bn_t), programs over row blocks and column splits.
-    bh_t = block_h or min(32, _np2(H))
-    bn_t = block_n or min(max(128, 4096 // bh_t), max(16, _np2(N)))
-    row_blocks = _cdiv(H, bh_t)
-    csplit, col_tiles_per = _split(row_blocks, _cdiv(N, bn_t), target)
+    bh_t = block_h or min(32, next_pow2(H))
+    bn_t = block_n or min(max(128, 4096 // bh_t), max(16, next_pow2(N)))
+    row_blocks = cdiv(H, bh_t)
+    csplit, col_tiles_per = _split(row_blocks, cdiv(N, bn_t), target)
     # s = M^T u: tiles of (bh_s, bn_s), programs over column blocks and row splits.
-    bn_s = block_n or min(128, _np2(N))
-    bh_s = block_h or min(max(32, 4096 // bn_s), max(16, _np2(H)))
-    col_blocks = _cdiv(N, bn_s)
-    rsplit, row_tiles_per = _split(col_blocks, _cdiv(H, bh_s), target)
+    bn_s = block_n or min(128, next_pow2(N))
+    bh_s = block_h or min(max(32, 4096 // bn_s), max(16, next_pow2(H)))
+    col_blocks = cdiv(N, bn_s)
+    rsplit, row_tiles_per = _split(col_blocks, cdiv(H, bh_s), target)
     t_atomic, s_atomic = csplit > 1, rsplit > 1
 
     acc = _acc_dtype(w.dtype)
@@ -534,7 +514,7 @@ def _power_iteration_multi(
 
     if n_iter == 0:
         mv(v, 0)
-        _sn_dot_kernel[(1,)](u, tbuf[0], sigma, H, BLOCK=min(1024, _np2(H)), num_warps=4)
+        _sn_dot_kernel[(1,)](u, tbuf[0], sigma, H, BLOCK=min(1024, next_pow2(H)), num_warps=4)
         return
     for i in range(n_iter):
         mv(v if i == 0 else sbuf[(i - 1) % 2], i)
@@ -544,8 +524,8 @@ def _power_iteration_multi(
             BLOCK_H=bh_s, BLOCK_N=bn_s, X_NORMED=i > 0, S_ATOMIC=s_atomic,
             ZERO=t_atomic and i + 1 < n_iter, ROW_CONTIG=row_contig, num_warps=4,
         )  # fmt: skip
-    block = min(1024, _np2(N))
-    _sn_finalize_kernel[(_cdiv(N, block),)](
+    block = min(1024, next_pow2(N))
+    _sn_finalize_kernel[(cdiv(N, block),)](
         sbuf[(n_iter - 1) % 2], v, sigma, N, eps, BLOCK=block, num_warps=4
     )
 
@@ -581,7 +561,7 @@ def _backward(grad, w, u, v, sigma, A, H, K, *, small=None, target=None):
         small = numel <= _SMALL_BWD
     with _device_ctx(w):
         if small:
-            block = min(2048, _np2(numel))
+            block = min(2048, next_pow2(numel))
             _sn_bwd_small_kernel[(1,)](
                 grad, w, u, v, sigma, out, numel, H, K,
                 BLOCK=block, FP64=w.dtype == torch.float64,
@@ -590,15 +570,15 @@ def _backward(grad, w, u, v, sigma, A, H, K, *, small=None, target=None):
             return out
         block = 1024
         if target is None:
-            target = _target_programs(w.device)
-        n_part = max(1, min(1024, target, _cdiv(numel, 8 * block)))
-        chunk = _cdiv(_cdiv(numel, n_part), block) * block
-        n_part = _cdiv(numel, chunk)
+            target = target_programs(w.device, 4)
+        n_part = max(1, min(1024, target, cdiv(numel, 8 * block)))
+        chunk = cdiv(cdiv(numel, n_part), block) * block
+        n_part = cdiv(numel, chunk)
         part = torch.empty(n_part, dtype=_acc_dtype(w.dtype), device=w.device)
         _sn_bwd_partial_kernel[(n_part,)](grad, w, part, numel, chunk, BLOCK=block, num_warps=4)
-        _sn_bwd_apply_kernel[(_cdiv(numel, block),)](
+        _sn_bwd_apply_kernel[(cdiv(numel, block),)](
             grad, u, v, sigma, part, n_part, out, numel, H, K,
-            BLOCK=block, BLOCK_P=max(16, _np2(n_part)), num_warps=4,
+            BLOCK=block, BLOCK_P=max(16, next_pow2(n_part)), num_warps=4,
         )  # fmt: skip
     return out
 
