@@ -203,24 +203,24 @@ TESTS_CUDA=$(state_of "$rc" "$DRY")
 record tests-cuda "$TESTS_CUDA" $((SECONDS - t0)) "$LOGS/tests_cuda.log"
 
 t0=$SECONDS
-TESTS_TRITON=SKIP
+TESTS_OPS=SKIP
 if [ "$DRY" = 1 ]; then
-    echo "dry run: Triton kernel tests on the GPU skipped (CI runs them interpreted)"
-    record tests-triton SKIP 0 "dry run"
-elif [ ! -f tests/test_triton_sn_kernels.py ]; then
-    echo "tests/test_triton_sn_kernels.py not found"
-    TESTS_TRITON=FAIL
-    record tests-triton FAIL 0 "tests/test_triton_sn_kernels.py missing"
+    echo "dry run: op tests on the GPU skipped (CI runs them on the CPU, Triton interpreted)"
+    record tests-ops SKIP 0 "dry run"
 else
+    # The op tests run every available backend; on the GPU that is triton and cuda on
+    # CUDA tensors, next to the CPU ones.
+    OP_TESTS=(tests/test_triton_sn_kernels.py tests/test_triton_penalty_kernels.py
+        tests/test_spectral_norm.py tests/test_penalty.py)
     lim=$(limit 150 170)
-    echo "pytest tests/test_triton_sn_kernels.py on the GPU, no interpreter (limit ${lim}s)"
+    echo "pytest ${OP_TESTS[*]} on the GPU, no interpreter (limit ${lim}s)"
     timeout -k 10 "$lim" env TRITON_INTERPRET=0 "$PYTHON" -m pytest -q \
-        tests/test_triton_sn_kernels.py -p no:cacheprovider \
-        --junitxml="$LOGS/junit_triton.xml" > "$LOGS/tests_triton.log" 2>&1
+        "${OP_TESTS[@]}" -p no:cacheprovider \
+        --junitxml="$LOGS/junit_ops.xml" > "$LOGS/tests_ops.log" 2>&1
     rc=$?
-    tail -n 15 "$LOGS/tests_triton.log"
-    TESTS_TRITON=$(state_of "$rc")
-    record tests-triton "$TESTS_TRITON" $((SECONDS - t0)) "$LOGS/tests_triton.log"
+    tail -n 15 "$LOGS/tests_ops.log"
+    TESTS_OPS=$(state_of "$rc")
+    record tests-ops "$TESTS_OPS" $((SECONDS - t0)) "$LOGS/tests_ops.log"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -234,9 +234,9 @@ else
     # Past this many seconds the harness drops the remaining torch.compile providers, so
     # that the eager rows still finish inside the limit.
     BENCH=(--device cuda --budget $((lim > 150 ? lim - 90 : lim / 2)))
-    NOTE="bench/gpu_check.sh: build $BUILD_STATE, cuda tests $TESTS_CUDA, triton tests $TESTS_TRITON"
+    NOTE="bench/gpu_check.sh: build $BUILD_STATE, cuda tests $TESTS_CUDA, op tests $TESTS_OPS"
 fi
-if [ "$DRY" = 0 ] && [ "$TESTS_CUDA" = PASS ] && [ "$TESTS_TRITON" = PASS ]; then
+if [ "$DRY" = 0 ] && [ "$TESTS_CUDA" = PASS ] && [ "$TESTS_OPS" = PASS ]; then
     BENCH+=(--tests-passed)
 fi
 # shellcheck disable=SC2206

@@ -1,9 +1,12 @@
 // The one Python module of the extension: gankernels._C.
 #include <torch/extension.h>
 
+#include "cpu/bias_act.h"
 #include "cpu/penalty.h"
 #include "cpu/spectral_norm.h"
 #ifdef GK_WITH_CUDA
+#include "cuda/bias_act_launch.h"
+#include "cuda/penalty_launch.h"
 #include "cuda/spectral_norm_launch.h"
 #endif
 
@@ -27,10 +30,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("row_scale_cpu", &gankernels::row_scale_cpu);
   m.def("lerp_rows_cpu", &gankernels::lerp_rows_cpu);
   m.def("lerp_rows_backward_cpu", &gankernels::lerp_rows_backward_cpu);
+  m.def("bias_act_forward_cpu", &gankernels::bias_act_forward_cpu);
+  m.def("bias_act_grad_cpu", &gankernels::bias_act_grad_cpu);
 #ifdef GK_WITH_CUDA
   m.attr("with_cuda") = true;
   m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);
   m.def("sn_backward_cuda", &sn_backward_cuda);
+  m.def("row_sumsq_cuda", &row_sumsq_cuda);
+  m.def("row_scale_cuda", &row_scale_cuda);
+  m.def("lerp_rows_cuda", &lerp_rows_cuda);
+  m.def("lerp_rows_backward_cuda", &lerp_rows_backward_cuda);
+  m.def("bias_act_forward_cuda", &bias_act_forward_cuda);
+  m.def("bias_act_grad_cuda", &bias_act_grad_cuda);
 #else
   m.attr("with_cuda") = false;
 #endif

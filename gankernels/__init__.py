@@ -9,7 +9,14 @@ gk.patch(model)                     # swap torch layers for fused ones, in place
 from . import nn, ops
 from ._backend import backends, get_backend, set_backend, use_backend
 from .patch import PatchReport, patch
-from .regularizers import gradient_penalty, lazy_due, r1_penalty, r1_penalty_from
+from .regularizers import (
+    CriticLoss,
+    gradient_penalty,
+    lazy_due,
+    r1_penalty,
+    r1_penalty_from,
+    wgan_gp_critic_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -26,4 +33,6 @@ __all__ = [
     "r1_penalty",
     "r1_penalty_from",
     "lazy_due",
+    "wgan_gp_critic_loss",
+    "CriticLoss",
 ]

@@ -468,6 +468,225 @@ def penalty_cases(cfg: Config) -> list[Case]:
         cases.append(
             Case("penalty", "interpolate", _shape_str(shape), _prepare_interpolate(shape), moved)
         )
+    return cases + critic_step_cases(cfg)
+
+
+# Whole critic steps: WGAN-GP and R1 on DCGAN critics, gankernels against the plain recipe.
+
+CRITIC_IMAGES = [(1, 28, 28), (3, 64, 64)]
+CRITIC_BATCH, CRITIC_BATCH_QUICK = 64, 8
+
+
+def make_critic(
+    image: tuple[int, int, int], device: torch.device | str = "cpu", dtype=torch.float32
+) -> nn.Sequential:
+    """A DCGAN critic without batch norm (as WGAN-GP asks) for 1x28x28 or 3x64x64 images:
+    stride-2 4x4 convolutions with LeakyReLU, one logit per sample. Seeded: equal weights
+    for every provider."""
+    if image[1:] == (28, 28):
+        return make_discriminator("none", device, dtype)
+    if image[1:] != (64, 64):
+        raise ValueError(f"make_critic: image must be Cx28x28 or Cx64x64, got {image}")
+    torch.manual_seed(1234)
+    widths = [image[0], 64, 128, 256, 512]
+    layers: list[nn.Module] = []
+    for c_in, c_out in itertools.pairwise(widths):
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+    layers += [nn.Conv2d(512, 1, 4, 1, 0), nn.Flatten()]
+    return nn.Sequential(*layers).to(device=device, dtype=dtype)
+
+
+def textbook_wgan_gp(D, real, fake, alpha, weight=10.0):
+    """The WGAN-GP critic loss as public code writes it."""
+    a = alpha.view(-1, *[1] * (real.dim() - 1)).to(real.dtype)
+    x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return D(fake).mean() - D(real).mean() + weight * penalty
+
+
+def textbook_r1(D, real, fake, gamma=10.0):
+    """The non-saturating D loss with R1 on the real batch, as public code writes it."""
+    real = real.detach().requires_grad_(True)
+    logits_real = D(real)
+    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+    r1 = grad.flatten(1).square().sum(1).mean()
+    loss = nn.functional.softplus(-logits_real).mean() + nn.functional.softplus(D(fake)).mean()
+    return loss + gamma / 2 * r1
+
+
+def gk_r1(D, real, fake, gamma=10.0):
+    from .regularizers import r1_penalty_from
+
+    real = real.detach().requires_grad_(True)
+    logits_real = D(real)
+    loss = nn.functional.softplus(-logits_real).mean() + nn.functional.softplus(D(fake)).mean()
+    return loss + r1_penalty_from(logits_real, real, gamma)
+
+
+def _unpenalised(kind: str):
+    def loss(D, real, fake):
+        if kind == "wgan_gp":
+            return D(fake).mean() - D(real).mean()
+        softplus = nn.functional.softplus
+        return softplus(-D(real)).mean() + softplus(D(fake)).mean()
+
+    return loss
+
+
+def _prepare_critic_step(kind: str, image: tuple[int, int, int], batch: int):
+    """One critic step (zero grads, loss, backward) of `kind` ('wgan_gp' or 'r1').
+
+    Providers: 'torch' the textbook recipe; 'torch.compile' the same with D compiled;
+    gk-<backend> gankernels' helpers (three D forwards); 'passes=2' / 'passes=1' the
+    batched WGAN-GP variants; 'no-penalty' the same loss without the penalty (the
+    penalty's overhead is the ratio of the two)."""
+
+    def prepare(provider: str, cfg: Config) -> Prepared:
+        from .regularizers import wgan_gp_critic_loss
+
+        model = make_critic(image, cfg.device, cfg.dtype)
+        D = compiled(model) if provider == "torch.compile" else model
+        real, fake = cfg.randn(batch, *image), cfg.randn(batch, *image)
+        gen = torch.Generator(cfg.device)
+
+        def loss_of(D, real, fake, seed):
+            gen.manual_seed(seed)
+            if provider == "no-penalty":
+                return _unpenalised(kind)(D, real, fake)
+            if kind == "r1":
+                return (gk_r1 if provider.startswith("gk-") else textbook_r1)(D, real, fake)
+            if provider in ("torch", "torch.compile"):
+                alpha = torch.rand(batch, generator=gen, device=cfg.device)
+                return textbook_wgan_gp(D, real, fake, alpha)
+            passes = int(provider.split("=")[1]) if provider.startswith("passes=") else 3
+            return wgan_gp_critic_loss(D, real, fake, passes=passes, generator=gen).loss
+
+        def fn():
+            model.zero_grad(set_to_none=True)
+            loss_of(D, real, fake, 0).backward()
+
+        def check() -> float:
+            fn()
+            ref = make_critic(image, cfg.device, torch.float64)
+            ref.load_state_dict(model.state_dict())
+            if kind == "r1":
+                textbook_r1(ref, real.double(), fake.double()).backward()
+            else:
+                gen.manual_seed(0)  # the same alpha as the step above
+                alpha = torch.rand(batch, generator=gen, device=cfg.device).double()
+                textbook_wgan_gp(ref, real.double(), fake.double(), alpha).backward()
+            return rel_err(_grads(model), _grads(ref))
+
+        return Prepared(fn, None if provider == "no-penalty" else check)
+
+    return prepare
+
+
+def critic_step_cases(cfg: Config) -> list[Case]:
+    batch = CRITIC_BATCH_QUICK if cfg.quick else CRITIC_BATCH
+    images = CRITIC_IMAGES[:1] if cfg.quick else CRITIC_IMAGES
+    cases = []
+    for kind, extra in (("wgan_gp", ("passes=2", "passes=1")), ("r1", ())):
+        for image in images:
+            cases.append(
+                Case(
+                    "penalty",
+                    f"{kind}_step",
+                    f"D {batch}x{_shape_str(image)}",
+                    _prepare_critic_step(kind, image, batch),
+                    None,
+                    extra_providers=(*extra, "no-penalty"),
+                    time_scale=4.0,
+                    tolerance={torch.float32: 2e-2, torch.bfloat16: 1e-1},
+                )
+            )
+    return cases
+
+
+def penalty_overhead_lines(rows: list[dict]) -> list[str]:
+    """Penalised step time over the unpenalised one, per critic-step case and provider."""
+    lines = []
+    for case in ("wgan_gp_step", "r1_step"):
+        shapes = dict.fromkeys(r["shape"] for r in rows if r["case"] == case)
+        for shape in shapes:
+            steps = {
+                r["provider"]: r["median_ms"]
+                for r in rows
+                if r["case"] == case and r["shape"] == shape and r["median_ms"]
+            }
+            base = steps.pop("no-penalty", None)
+            if base:
+                parts = [f"{p} {t / base:.2f}x" for p, t in steps.items()]
+                lines.append(
+                    f"{case} {shape}: penalised / unpenalised step ({base:.1f} ms): "
+                    + ", ".join(parts)
+                )
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Conv-block element-wise ops.
+
+BIAS_ACT_SHAPES = [(32, 256, 32, 32), (64, 128, 16, 16), (16, 64, 128, 128)]
+BIAS_ACT_SHAPES_QUICK = [(4, 16, 8, 8)]
+
+
+def _prepare_bias_act(shape: tuple[int, ...], channels_last: bool):
+    """bias + LeakyReLU(0.2) * sqrt(2), forward and backward (dx, db): StyleGAN2's
+    FusedLeakyReLU as public code writes it, against gk.ops.bias_act."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def prepare(provider: str, cfg: Config) -> Prepared:
+        size = cfg.dtype.itemsize * math.prod(shape)
+        xs = [
+            cfg.randn(*shape).contiguous(memory_format=fmt).requires_grad_()
+            for _ in range(cfg.copies(4 * size))
+        ]
+        b = cfg.randn(shape[1]).requires_grad_()
+        up = cfg.randn(*shape).contiguous(memory_format=fmt)
+        if provider.startswith("gk-"):
+            from .ops.bias_act import bias_act
+
+            def eager(x, b):
+                return bias_act(x, b, act="lrelu")
+        else:
+
+            def eager(x, b):
+                return nn.functional.leaky_relu(x + b.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+
+        f = compiled(eager) if provider == "torch.compile" else eager
+        pool = itertools.cycle(xs)
+
+        def fn():
+            x = next(pool)
+            return torch.autograd.grad(f(x, b), (x, b), up)
+
+        def check() -> float:
+            x = cfg.randn(*shape).contiguous(memory_format=fmt).requires_grad_()
+            y = f(x, b)
+            dx, db = torch.autograd.grad(y, (x, b), up)
+            x64, b64 = x.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+            y64 = nn.functional.leaky_relu(x64 + b64.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+            dx64, db64 = torch.autograd.grad(y64, (x64, b64), up.double())
+            return max(rel_err(y, y64), rel_err(dx, dx64), rel_err(db, db64))
+
+        return Prepared(fn, check)
+
+    return prepare
+
+
+@register_op("conv")
+def conv_cases(cfg: Config) -> list[Case]:
+    """Conv-block element-wise ops against their eager torch expressions."""
+    cases = []
+    for shape in BIAS_ACT_SHAPES_QUICK if cfg.quick else BIAS_ACT_SHAPES:
+        # Forward reads x, writes y; backward reads dy and y, writes dx.
+        moved = 5 * math.prod(shape) * cfg.dtype.itemsize
+        for channels_last in (False, True):
+            name = "bias_lrelu_cl" if channels_last else "bias_lrelu"
+            prepare = _prepare_bias_act(shape, channels_last)
+            cases.append(Case("conv", name, _shape_str(shape), prepare, moved))
     return cases
 
 
@@ -494,7 +713,19 @@ def sn_share_lines(rows: list[dict]) -> list[str]:
     ]
 
 
-SUMMARIES: dict[str, Callable[[list[dict]], list[str]]] = {"sn": sn_share_lines}
+# What the GB/s column counts, per op.
+BYTES_COUNTED = {
+    "sn": "sn_fwd: 4*W (two power-iteration reads, W/sigma read + write); "
+    "sn_bwd: 4*W (grad read twice, W read, grad_W written); dstep: none",
+    "conv": "bias_lrelu: 5*X (x read, y written; dy and y read, dx written)",
+    "penalty": "gp_fwd_bwd: 3*G (G read for the norms, read again with dG written); "
+    "interpolate: 3*X (real and fake read, x_hat written); critic steps: none",
+}
+
+SUMMARIES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "sn": sn_share_lines,
+    "penalty": penalty_overhead_lines,
+}
 
 # ---------------------------------------------------------------------------------------
 # Timing.
@@ -1055,10 +1286,7 @@ def run(args: argparse.Namespace) -> int:
                 "gk rows: passed the harness's float64 check here and --tests-passed was given "
                 "(the test suite passed on this device); other rows: the check result"
             ),
-            bytes_counted=(
-                "sn_fwd: 4*W (two power-iteration reads, W/sigma read + write); "
-                "sn_bwd: 4*W (grad read twice, W read, grad_W written); dstep: none"
-            ),
+            bytes_counted=BYTES_COUNTED.get(op, "none"),
             elapsed_s=round(time.perf_counter() - began, 1),
         )
         lines = SUMMARIES.get(op, lambda _: [])(rows)

@@ -36,3 +36,21 @@ def test_compile_fullgraph_matches_eager():
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
     for a, b in zip(eager.buffers(), compiled_model.buffers(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)  # u, v updated in the graph
+
+
+def test_compile_fullgraph_penalty_ops_match_eager():
+    def penalties(real, fake, grad, alpha):
+        x_hat = gk.ops.interpolate(real, fake, alpha)
+        return gk.ops.gradient_penalty(grad, center=0.5) + gk.ops.r1_penalty(x_hat)
+
+    step = torch.compile(penalties, fullgraph=True)
+    alpha = torch.rand(5)
+    inputs = [torch.randn(5, 3, 7, 6, requires_grad=True) for _ in range(3)]
+    twins = [t.detach().clone().requires_grad_(True) for t in inputs]
+    want = penalties(*inputs, alpha)
+    got = step(*twins, alpha)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    want.backward()
+    got.backward()
+    for a, b in zip(inputs, twins, strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6)

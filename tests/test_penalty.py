@@ -9,8 +9,7 @@ from torch import nn
 
 import gankernels as gk
 
-# No C++/CUDA penalty kernels yet: on a GPU, 'auto' uses Triton for these ops.
-BACKENDS = [(b, d) for b, d in available_backends() if b != "cuda"]
+BACKENDS = available_backends()
 IDS = [b for b, _ in BACKENDS]
 SHAPES = [(5, 3, 7, 9), (1, 4), (3, 1, 1, 1), (6, 2, 5, 5)]
 TOL = {
@@ -109,6 +108,12 @@ def test_zero_norm_has_a_defined_gradient(backend, device):
     assert torch.isfinite(value) and torch.isfinite(grad.grad).all()
     assert torch.equal(grad.grad[1], torch.zeros_like(grad.grad[1]))
     torch.testing.assert_close(value.double(), textbook_gp(grad.detach()))
+    # Second order (the gradient itself differentiated) stays finite too.
+    x = grad.detach().requires_grad_(True)
+    with gk.use_backend(backend):
+        (dx,) = torch.autograd.grad(gk.ops.gradient_penalty(x), x, create_graph=True)
+        dx.square().sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def test_interpolate_draws_reproducible_alpha():
@@ -120,10 +125,10 @@ def test_interpolate_draws_reproducible_alpha():
     assert ((alpha >= 0) & (alpha <= 1)).all()
 
 
-def critic(seed=0, conditional=False):
+def critic(seed=0, conditional=False, sn=True):
     torch.manual_seed(seed)
     body = nn.Sequential(
-        gk.nn.SNConv2d(1, 8, 4, 2, 1),
+        (gk.nn.SNConv2d if sn else nn.Conv2d)(1, 8, 4, 2, 1),
         nn.LeakyReLU(0.2),
         nn.Conv2d(8, 16, 4, 2, 1),
         nn.LeakyReLU(0.2),
@@ -135,7 +140,7 @@ def critic(seed=0, conditional=False):
     embed = nn.Embedding(4, 1).double()
 
     def forward(x, labels):
-        return body(x) + embed(labels)
+        return body(x) + embed(labels).flatten(1)
 
     forward.parameters = lambda: list(body.parameters()) + list(embed.parameters())
     return forward
@@ -216,3 +221,65 @@ def test_bad_input():
         gk.r1_penalty_from(D(real), real)
     with pytest.raises(ValueError, match="batch dimension first"):
         gk.r1_penalty(lambda x: D(x).sum(), real)
+
+
+@pytest.mark.parametrize("passes", [3, 2, 1])
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+def test_wgan_gp_critic_loss_matches_textbook(passes, conditional):
+    real = torch.randn(5, 1, 12, 12, dtype=torch.float64)
+    fake = torch.randn(5, 1, 12, 12, dtype=torch.float64)
+    kwargs = {"labels": torch.randint(0, 4, (5, 1))} if conditional else {}
+    # No SN here: its power iteration advances at every forward, so the number and
+    # order of D forwards (which `passes` changes) would change the numbers.
+    D = critic(seed=2, conditional=conditional, sn=False)
+    gen = torch.Generator().manual_seed(7)
+    out = gk.wgan_gp_critic_loss(D, real, fake, weight=3.0, passes=passes, generator=gen, **kwargs)
+    out.loss.backward()
+    ours = param_grads(D)
+
+    D = critic(seed=2, conditional=conditional, sn=False)
+    alpha = torch.rand(5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    a = alpha.view(-1, 1, 1, 1)
+    x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
+    (g,) = torch.autograd.grad(D(x_hat, **kwargs).sum(), x_hat, create_graph=True)
+    penalty = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    wasserstein = D(real, **kwargs).mean() - D(fake, **kwargs).mean()
+    (3.0 * penalty - wasserstein).backward()
+    torch.testing.assert_close(out.penalty, penalty.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(out.wasserstein, wasserstein.detach(), rtol=1e-9, atol=1e-12)
+    assert not out.penalty.requires_grad and not out.wasserstein.requires_grad
+    for x, y in zip(ours, param_grads(D), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_batched_critic_loss_refuses_batch_coupled_layers():
+    real, fake = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    D = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.Flatten(), nn.LazyLinear(1)
+    )
+    for passes in (1, 2):
+        with pytest.raises(ValueError, match=r"passes=\d .*batch-coupled layers \(1\)"):
+            gk.wgan_gp_critic_loss(D, real, fake, passes=passes)
+    gk.wgan_gp_critic_loss(D, real, fake, passes=3).loss.backward()  # allowed, as textbook
+
+    class StdDev(nn.Module):
+        batch_coupled = True
+
+        def forward(self, x):
+            return x + x.std(0, keepdim=True)
+
+    D2 = nn.Sequential(StdDev(), nn.Flatten(), nn.Linear(3 * 8 * 8, 1))
+    assert gk.regularizers.batch_coupled_modules(D2) == ["0"]
+    with pytest.raises(ValueError, match=r"\(0\)"):
+        gk.wgan_gp_critic_loss(D2, real, fake, passes=1)
+    with pytest.raises(ValueError, match="passes must be 1, 2 or 3"):
+        gk.wgan_gp_critic_loss(D2, real, fake, passes=4)
+
+
+def test_empty_samples_are_handled():
+    grad = torch.randn(3, 0, requires_grad=True)
+    value = gk.ops.gradient_penalty(grad)  # every norm is 0: (0 - 1)^2 per sample
+    value.backward()
+    assert value.item() == 1.0 and grad.grad.shape == (3, 0)
+    assert gk.ops.r1_penalty(grad).item() == 0.0
+    assert gk.ops.interpolate(grad, grad).shape == (3, 0)

@@ -18,7 +18,9 @@ void check_rows(const at::Tensor& x, int64_t B, int64_t N, const char* name) {
               x.device());
   TORCH_CHECK(x.numel() == B * N, "penalty (cpu): ", name, " has ", x.numel(),
               " elements, expected B*N = ", B * N);
-  TORCH_CHECK(x.is_non_overlapping_and_dense() && (x.dim() == 0 || B <= 1 || x.stride(0) == N),
+  // An empty tensor has no layout to speak of (its strides are arbitrary).
+  TORCH_CHECK(x.numel() == 0 ||
+                  (x.is_non_overlapping_and_dense() && (x.dim() == 0 || B <= 1 || x.stride(0) == N)),
               "penalty (cpu): ", name, " must be dense with the batch dimension outermost");
 }
 

@@ -1,6 +1,15 @@
 """Drop-in modules: same signatures, state_dict keys and numbers as the torch modules."""
 
 from . import utils
+from .bias_act import BiasAct, FusedLeakyReLU
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
 
-__all__ = ["utils", "SNConv2d", "SNConvTranspose2d", "SNLinear", "SNEmbedding"]
+__all__ = [
+    "utils",
+    "BiasAct",
+    "FusedLeakyReLU",
+    "SNConv2d",
+    "SNConvTranspose2d",
+    "SNLinear",
+    "SNEmbedding",
+]

@@ -19,6 +19,7 @@ import math
 import torch
 
 from .. import _backend
+from ._layout import dense
 
 # ---------------------------------------------------------------------------------------
 # Reference kernels (plain torch), the ground truth of every backend.
@@ -65,31 +66,14 @@ def _kernels(backend: str) -> dict:
 
 
 def _kernel(name: str, device: torch.device):
-    backend = _backend.resolve(device)
-    if backend == "cuda":
-        # The C++/CUDA penalty kernels do not exist yet; Triton serves CUDA tensors.
-        if _backend.get_backend() == "cuda":
-            raise RuntimeError(
-                "gankernels: the penalty ops have no 'cuda' backend kernels yet; use "
-                "backend 'triton' or 'auto' for CUDA tensors"
-            )
-        backend = "triton"
-    return _kernels(backend)[name]
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    if x.dim() == 4:
-        return x.is_contiguous(memory_format=torch.channels_last)
-    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
+    return _kernels(_backend.resolve(device))[name]
 
 
 def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     """x laid out densely with the batch outermost, and its (B, N)."""
     B = x.shape[0]
     N = x.numel() // B if B else 0
-    if not (x.is_contiguous() or _is_channels_last(x)):
-        x = x.contiguous()
-    return x, B, N
+    return dense(x), B, N
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,7 +218,14 @@ def interpolate(
         if alpha.device != real.device:
             raise ValueError(f"interpolate: alpha is on {alpha.device} but real on {real.device}")
         alpha = alpha.reshape(B).to(acc)
-    return lerp_rows(real, fake, alpha)
+    if torch.compiler.is_compiling() or alpha.requires_grad:
+        return lerp_rows(real, fake, alpha)
+    # Eager: the kernels directly (the custom-op dispatch costs more than the kernel on a
+    # small batch); the numbers are the same.
+    backend = _backend.resolve(real.device)
+    if not (torch.is_grad_enabled() and (real.requires_grad or fake.requires_grad)):
+        return _run_lerp(real, fake, alpha, backend)
+    return _Lerp.apply(real, fake, alpha, backend)
 
 
 def _safe_norm(sumsq: torch.Tensor) -> torch.Tensor:
@@ -243,19 +234,99 @@ def _safe_norm(sumsq: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, sumsq, 1).sqrt(), 0)
 
 
+def _check_center(center) -> None:
+    if not (isinstance(center, int | float) and math.isfinite(center) and center >= 0):
+        raise ValueError(f"gradient_penalty: center must be a finite number >= 0, got {center!r}")
+
+
 def gradient_penalty(grad: torch.Tensor, center: float = 1.0) -> torch.Tensor:
     """mean_i (||grad_i||_2 - center)^2, norms over all non-batch dims (WGAN-GP).
 
     Forward: one reduction pass; backward: one fused scaling pass. Where ||grad_i|| = 0
     the gradient is defined as 0. The result is float32 (float64 for float64 input)."""
     _check_batch("gradient_penalty: grad", grad)
-    if not (isinstance(center, int | float) and math.isfinite(center) and center >= 0):
-        raise ValueError(f"gradient_penalty: center must be a finite number >= 0, got {center!r}")
-    return (_safe_norm(row_sumsq(grad)) - center).square().mean()
+    _check_center(center)
+    if torch.compiler.is_compiling():
+        return (_safe_norm(row_sumsq(grad)) - center).square().mean()
+    return _RowPenalty.apply(grad, float(center), _backend.resolve(grad.device))
 
 
 def r1_penalty(grad: torch.Tensor) -> torch.Tensor:
     """mean_i ||grad_i||_2^2 (R1 on real samples, R2 on fake ones). float32 result
     (float64 for float64 input)."""
     _check_batch("r1_penalty: grad", grad)
-    return row_sumsq(grad).mean()
+    if torch.compiler.is_compiling():
+        return row_sumsq(grad).mean()
+    return _RowPenalty.apply(grad, None, _backend.resolve(grad.device))
+
+
+# ---------------------------------------------------------------------------------------
+# Eager twins of the ops above: the same kernels called directly. Their backward calls
+# the kernels too, unless it is itself being differentiated (create_graph), where it is
+# built from the differentiable ops instead.
+
+
+def _run_lerp(real, fake, alpha, backend):
+    real, B, N = _rows(real)
+    if fake.stride() != real.stride():
+        real, fake = real.contiguous(), fake.contiguous()
+    return _kernels(backend)["lerp_rows"](real, fake, alpha, B, N)
+
+
+class _Lerp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, real, fake, alpha, backend):
+        ctx.save_for_backward(alpha)
+        ctx.backend = backend  # autograd's threads do not see `use_backend`
+        return _run_lerp(real, fake, alpha, backend)
+
+    @staticmethod
+    def backward(ctx, g):
+        (alpha,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            grad_real, grad_fake = lerp_rows_backward(g, alpha)
+        else:
+            g, B, N = _rows(g)
+            grad_real, grad_fake = _kernels(ctx.backend)["lerp_rows_backward"](g, alpha, B, N)
+        return grad_real, grad_fake, None, None
+
+
+class _RowPenalty(torch.autograd.Function):
+    """mean_i (||grad_i|| - center)^2, or mean_i ||grad_i||^2 when center is None. The
+    arithmetic on the B per-sample numbers is a handful of tiny torch ops, kept few
+    because each costs as much as a kernel pass over a small batch."""
+
+    @staticmethod
+    def forward(ctx, grad, center, backend):
+        x, B, N = _rows(grad)
+        sumsq = _kernels(backend)["row_sumsq"](x, B, N)
+        ctx.center, ctx.backend = center, backend
+        if center is None:
+            ctx.save_for_backward(grad)
+            return sumsq.mean()
+        norm = sumsq.sqrt()
+        dev = norm - center
+        ctx.save_for_backward(grad, norm, dev)
+        return dev.square().mean()
+
+    @staticmethod
+    def backward(ctx, gout):
+        grad, *saved = ctx.saved_tensors
+        B = grad.shape[0]
+        if torch.is_grad_enabled():  # differentiable: the same formula from the ops
+            if ctx.center is None:
+                coef = (gout * (2 / B)).expand(B)
+            else:
+                norm = _safe_norm(row_sumsq(grad))
+                pos = norm > 0  # the double where keeps NaN out of the next order, too
+                ratio = torch.where(pos, (norm - ctx.center) / torch.where(pos, norm, 1), 0)
+                coef = ratio * (gout * (2 / B))
+            return row_scale(grad, coef), None, None
+        if ctx.center is None:
+            coef = (gout * (2 / B)).expand(B).contiguous()
+        else:
+            norm, dev = saved
+            # d/dg_i = 2/B (||g_i|| - c) g_i / ||g_i||, defined as 0 where ||g_i|| = 0.
+            coef = (dev / norm).nan_to_num_(0.0, 0.0, 0.0).mul_(gout * (2 / B))
+        x, _, N = _rows(grad)
+        return _kernels(ctx.backend)["row_scale"](x, coef, B, N), None, None

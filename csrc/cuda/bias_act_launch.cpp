@@ -1,0 +1,182 @@
+// Torch glue for the bias_act CUDA kernels: argument checks, device guard,
+// current stream, output allocation.
+
+#include "bias_act_launch.h"
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/extension.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "bias_act.h"
+
+namespace {
+
+gankernels::BiasActDtype bias_act_dtype(const at::Tensor& t, const char* name,
+                                        const char* fn) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return gankernels::BiasActDtype::Float32;
+    case at::kDouble:
+      return gankernels::BiasActDtype::Float64;
+    case at::kHalf:
+      return gankernels::BiasActDtype::Float16;
+    case at::kBFloat16:
+      return gankernels::BiasActDtype::BFloat16;
+    default:
+      break;
+  }
+  TORCH_CHECK(false, fn, ": unsupported dtype ", t.scalar_type(), " for ",
+              name, " (expected float32, float64, float16 or bfloat16)");
+  return gankernels::BiasActDtype::Float32;  // not reached
+}
+
+// The first data tensor of a call: a CUDA tensor of a supported dtype.
+gankernels::BiasActDtype check_first(const at::Tensor& t, const char* name,
+                                     const char* fn) {
+  TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
+  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
+              t.device());
+  return bias_act_dtype(t, name, fn);
+}
+
+// A further tensor: same device and dtype as the first one (`like`).
+void check_like(const at::Tensor& t, const char* name, const at::Tensor& like,
+                const char* like_name, const char* fn) {
+  TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
+  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
+              t.device());
+  TORCH_CHECK(t.device() == like.device(), fn, ": ", name,
+              " must be on the same device as ", like_name, " (",
+              like.device(), "), got ", t.device());
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), fn, ": ", name,
+              " must have the same dtype as ", like_name, " (",
+              like.scalar_type(), "), got ", t.scalar_type());
+}
+
+// The kernels walk flat storage, so the data must be dense. Empty tensors
+// are never read; their strides are arbitrary, so they are not checked.
+void check_dense(const at::Tensor& t, const char* name, const char* fn) {
+  TORCH_CHECK(t.numel() == 0 || t.is_non_overlapping_and_dense(), fn, ": ",
+              name,
+              " must be dense (contiguous, channels_last or another "
+              "permutation), got sizes ",
+              t.sizes(), " and strides ", t.strides());
+}
+
+// C, inner and act against the data tensor t (its numel elements).
+void check_channels(const at::Tensor& t, const char* name, int64_t C,
+                    int64_t inner, int64_t act, const char* fn) {
+  TORCH_CHECK(C >= 1, fn, ": C must be >= 1, got ", C);
+  TORCH_CHECK(inner >= 1, fn, ": inner must be >= 1, got ", inner);
+  TORCH_CHECK(act >= 0 && act < gankernels::kBiasActNumActs, fn,
+              ": act must be an activation code in [0, ",
+              gankernels::kBiasActNumActs - 1, "], got ", act);
+  // With one channel every element reads b[0] whatever inner is (the stride
+  // of a size-1 dim is arbitrary); otherwise C*inner spans whole blocks of a
+  // dense tensor.
+  const int64_t numel = t.numel();
+  if (C > 1 && numel > 0) {
+    int64_t block = 0;
+    TORCH_CHECK(!__builtin_mul_overflow(C, inner, &block) &&
+                    numel % block == 0,
+                fn, ": ", name, " has ", numel,
+                " elements, not a multiple of C*inner = ", C, "*", inner,
+                " (inner must be the stride of the channel dim)");
+  }
+}
+
+// b: None, or C contiguous elements of the data's dtype on its device.
+void check_bias(const std::optional<at::Tensor>& b, const at::Tensor& like,
+                const char* like_name, int64_t C, const char* fn) {
+  if (!b.has_value()) {
+    return;
+  }
+  check_like(*b, "b", like, like_name, fn);
+  TORCH_CHECK(b->numel() == C, fn, ": b must have C=", C, " elements, got ",
+              b->numel());
+  TORCH_CHECK(b->is_contiguous(), fn, ": b must be contiguous");
+}
+
+const void* bias_ptr(const std::optional<at::Tensor>& b) {
+  return b.has_value() ? b->const_data_ptr() : nullptr;
+}
+
+cudaStream_t current_stream(const at::Tensor& t) {
+  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+}
+
+void check_launch(cudaError_t err, const char* fn) {
+  TORCH_CHECK(err == cudaSuccess, fn,
+              ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+}
+
+}  // namespace
+
+at::Tensor bias_act_forward_cuda(at::Tensor x, std::optional<at::Tensor> b,
+                                 int64_t C, int64_t inner, int64_t act,
+                                 double alpha, double gain, double clamp) {
+  const char* fn = "bias_act_forward_cuda";
+  const gankernels::BiasActDtype dtype = check_first(x, "x", fn);
+  check_dense(x, "x", fn);
+  check_channels(x, "x", C, inner, act, fn);
+  check_bias(b, x, "x", C, fn);
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  // empty_like keeps the strides of a dense input, hence its flat order.
+  at::Tensor y = at::empty_like(x);
+  if (x.numel() == 0) {
+    return y;
+  }
+  check_launch(gankernels::bias_act_forward_launch(
+                   dtype, x.const_data_ptr(), bias_ptr(b),
+                   y.mutable_data_ptr(), x.numel(), C, inner,
+                   static_cast<int>(act), alpha, gain, clamp,
+                   current_stream(x)),
+               fn);
+  return y;
+}
+
+at::Tensor bias_act_grad_cuda(at::Tensor dy, at::Tensor s,
+                              std::optional<at::Tensor> b, int64_t C,
+                              int64_t inner, int64_t act, double alpha,
+                              double gain, double clamp, int64_t order,
+                              bool s_is_y) {
+  const char* fn = "bias_act_grad_cuda";
+  const gankernels::BiasActDtype dtype = check_first(s, "s", fn);
+  check_like(dy, "dy", s, "s", fn);
+  // Both are walked in flat storage order: element i must mean the same
+  // logical position in each.
+  TORCH_CHECK(dy.sizes() == s.sizes() &&
+                  (s.numel() == 0 || dy.strides() == s.strides()),
+              fn,
+              ": dy and s must have the same sizes and strides, got sizes ",
+              dy.sizes(), " and ", s.sizes(), ", strides ", dy.strides(),
+              " and ", s.strides());
+  check_dense(s, "s", fn);
+  check_channels(s, "s", C, inner, act, fn);
+  TORCH_CHECK(order == 1 || order == 2, fn, ": order must be 1 or 2, got ",
+              order);
+  // The derivative of swish needs x; every other one is read from y.
+  const bool want_y = act != gankernels::kBiasActSwish;
+  TORCH_CHECK(s_is_y == want_y, fn, ": s must be ",
+              want_y ? "y (s_is_y=true)" : "x (s_is_y=false)", " for act ",
+              act, ", got s_is_y=", s_is_y ? "true" : "false");
+  TORCH_CHECK(gain > 0, fn, ": gain must be > 0, got ", gain);
+  check_bias(b, s, "s", C, fn);
+
+  const c10::cuda::CUDAGuard guard(s.device());
+  at::Tensor out = at::empty_like(s);
+  if (s.numel() == 0) {
+    return out;
+  }
+  check_launch(gankernels::bias_act_grad_launch(
+                   dtype, dy.const_data_ptr(), s.const_data_ptr(),
+                   bias_ptr(b), out.mutable_data_ptr(), s.numel(), C, inner,
+                   static_cast<int>(act), alpha, gain, clamp,
+                   static_cast<int>(order), s_is_y, current_stream(s)),
+               fn);
+  return out;
+}

@@ -1,0 +1,17 @@
+"""Memory layouts the kernels take as they are: contiguous and channels_last."""
+
+from __future__ import annotations
+
+import torch
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    if x.dim() == 4:
+        return x.is_contiguous(memory_format=torch.channels_last)
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """x if it is contiguous or channels_last (dense, batch outermost), else a contiguous
+    copy."""
+    return x if x.is_contiguous() or is_channels_last(x) else x.contiguous()
