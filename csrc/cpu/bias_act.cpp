@@ -8,7 +8,9 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace gankernels {
 namespace {
@@ -21,8 +23,9 @@ enum Act : int { kLinear, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus
 template <int A, typename T>
 inline T activate(T z, T alpha) {
   if constexpr (A == kLinear) return z;
-  if constexpr (A == kRelu) return z > T(0) ? z : T(0);
-  if constexpr (A == kLrelu) return z > T(0) ? z : z * alpha;
+  // min/max rather than branches: vector blends, no mispredicted signs.
+  if constexpr (A == kRelu) return std::max(z, T(0));
+  if constexpr (A == kLrelu) return std::max(z, T(0)) + alpha * std::min(z, T(0));
   if constexpr (A == kTanh) return std::tanh(z);
   if constexpr (A == kSigmoid) return T(1) / (T(1) + std::exp(-z));
   if constexpr (A == kElu) return z > T(0) ? z : alpha * std::expm1(z);
@@ -39,8 +42,9 @@ inline T derivative(T u, T z, T alpha, T gain, bool second) {
   if constexpr (A == kLinear || A == kRelu || A == kLrelu) {
     if (second) return T(0);
     if constexpr (A == kLinear) return gain;
-    if constexpr (A == kRelu) return u > T(0) ? gain : T(0);
-    return u > T(0) ? gain : gain * alpha;
+    const T positive = T(u > T(0));  // 0 or 1: arithmetic, not a branch
+    if constexpr (A == kRelu) return gain * positive;
+    return gain * (positive + (T(1) - positive) * alpha);
   }
   if constexpr (A == kTanh) return second ? T(-2) * u : gain * (T(1) - u * u);
   if constexpr (A == kSigmoid) return second ? T(1) - T(2) * u : gain * u * (T(1) - u);
@@ -89,15 +93,16 @@ template <int A, typename scalar_t>
 void forward_impl(const at::Tensor& x, const scalar_t* b, at::Tensor& y, int64_t C,
                   int64_t inner, double alpha_, double gain_, double clamp_) {
   using acc_t = at::opmath_type<scalar_t>;
-  const acc_t alpha = alpha_, gain = gain_, clamp = clamp_;
-  const bool clamped = clamp_ >= 0;
+  // No clamp is a clamp at infinity: one branch-free loop for both.
+  const acc_t alpha = alpha_, gain = gain_;
+  const acc_t clamp = clamp_ >= 0 ? acc_t(clamp_) : std::numeric_limits<acc_t>::infinity();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   for_runs<acc_t>(x.numel(), C, inner, b, [&](int64_t i0, int64_t i1, auto bias_at) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
       acc_t v = activate<A>(acc_t(xp[i]) + bias_at(i - i0), alpha) * gain;
-      if (clamped) v = v > clamp ? clamp : (v < -clamp ? -clamp : v);
+      v = std::min(std::max(v, -clamp), clamp);
       yp[i] = scalar_t(v);
     }
   });
@@ -123,8 +128,8 @@ void grad_impl(const at::Tensor& dy, const at::Tensor& s, const scalar_t* b, at:
         y = activate<A>(z, alpha) * gain;
       }
       acc_t d = derivative<A>(y * inv_gain, z, alpha, gain, second);
-      if (clamped && !(std::abs(y) < clamp)) d = acc_t(0);
-      op[i] = scalar_t(acc_t(gp[i]) * d);
+      const acc_t keep = clamped ? acc_t(std::abs(y) < clamp) : acc_t(1);
+      op[i] = scalar_t(acc_t(gp[i]) * d * keep);
     }
   });
 }
