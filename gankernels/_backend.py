@@ -225,3 +225,16 @@ def _choose(selected: str, device_type: str) -> str:
                 )
             return name
     return "reference"
+
+
+def kernel_table(backend: str, names: tuple[str, ...], reference: dict, triton_module: str):
+    """{name: kernel} of one op's kernels in `backend`, all with the reference signature:
+    reference_<name> from `reference` (the op module's globals), <name> from
+    gankernels.triton.<triton_module>, or <name>_<backend> from the C++ extension."""
+    if backend == "reference":
+        return {name: reference[f"reference_{name}"] for name in names}
+    if backend == "triton":
+        module = importlib.import_module(f"gankernels.triton.{triton_module}")
+        return {name: getattr(module, name) for name in names}
+    ext = extension()
+    return {name: getattr(ext, f"{name}_{backend}") for name in names}

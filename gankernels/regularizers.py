@@ -9,20 +9,15 @@ discriminator, built on the fused penalty ops.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ._checks import finite_number
 from .ops.penalty import gradient_penalty as _gp
 from .ops.penalty import interpolate
 from .ops.penalty import r1_penalty as _r1
-
-
-def _check_scale(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _check_every(every: int) -> None:
@@ -61,7 +56,7 @@ def gradient_penalty(
     WGAN-GP gradient; real and fake are treated as constants. `every` > 1 multiplies the
     result by `every` for lazy regularisation (apply it when `lazy_due(step, every)`).
     d_kwargs go to D (e.g. class labels)."""
-    _check_scale("gradient_penalty: weight", weight)
+    finite_number("gradient_penalty: weight", weight)
     _check_every(every)
     x_hat = interpolate(real.detach(), fake.detach(), generator=generator).requires_grad_(True)
     grad = _input_gradient(D(x_hat, **d_kwargs), x_hat)
@@ -71,7 +66,7 @@ def gradient_penalty(
 def r1_penalty(D, real: torch.Tensor, gamma: float = 10.0, every: int = 1, **d_kwargs):
     """gamma / 2 * mean_i ||grad D(real_i)||^2 (R1; pass fake samples for R2), times
     `every` for lazy regularisation."""
-    _check_scale("r1_penalty: gamma", gamma)
+    finite_number("r1_penalty: gamma", gamma)
     _check_every(every)
     if not isinstance(real, torch.Tensor) or not real.is_floating_point():
         raise TypeError("r1_penalty: real must be a floating-point tensor")
@@ -84,7 +79,7 @@ def r1_penalty_from(
 ) -> torch.Tensor:
     """R1 from a D forward on `real` that was already done (so the loop does not run D
     twice on the same batch): `real` must have required grad before that forward."""
-    _check_scale("r1_penalty_from: gamma", gamma)
+    finite_number("r1_penalty_from: gamma", gamma)
     _check_every(every)
     if not isinstance(real, torch.Tensor) or not real.requires_grad:
         raise ValueError(
@@ -146,7 +141,7 @@ def wgan_gp_critic_loss(
     only when no layer mixes samples, so 1 and 2 refuse a D with batch norm. d_kwargs
     (e.g. class labels) are passed to every forward and repeated along the batch when
     batches are concatenated. See the README for which is fastest where."""
-    _check_scale("wgan_gp_critic_loss: weight", weight)
+    finite_number("wgan_gp_critic_loss: weight", weight)
     if passes not in (1, 2, 3):
         raise ValueError(f"wgan_gp_critic_loss: passes must be 1, 2 or 3, got {passes!r}")
     if passes < 3:

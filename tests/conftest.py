@@ -38,3 +38,18 @@ def _seed_and_restore_backend():
     torch.manual_seed(1234)
     yield
     gk.set_backend("auto")
+
+
+def cuda_extension(names):
+    """gankernels._C if it has every kernel in `names`, else skip (not built, or built
+    without CUDA)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module("gankernels._C")
+    except ImportError as exc:
+        pytest.skip(f"gankernels._C is not available: {exc}")
+    missing = [n for n in names if not hasattr(mod, n)]
+    if missing:
+        pytest.skip(f"gankernels._C was built without CUDA ({', '.join(missing)} missing)")
+    return mod

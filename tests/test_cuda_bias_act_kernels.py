@@ -12,6 +12,7 @@ import importlib
 
 import pytest
 import torch
+from conftest import cuda_extension
 
 # The module, not the op that gankernels.ops re-exports under the same name.
 ba = importlib.import_module("gankernels.ops.bias_act")
@@ -69,14 +70,7 @@ def _case_id(case) -> str:
 
 @pytest.fixture(scope="module")
 def ext():
-    try:
-        mod = importlib.import_module("gankernels._C")
-    except ImportError as exc:  # extension not built
-        pytest.skip(f"gankernels._C is not available: {exc}")
-    for name in FUNCS:
-        if not hasattr(mod, name):
-            pytest.skip(f"gankernels._C was built without the CUDA bias_act kernels ({name})")
-    return mod
+    return cuda_extension(FUNCS)
 
 
 def _gen(seed: int) -> torch.Generator:

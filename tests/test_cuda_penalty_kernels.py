@@ -7,10 +7,9 @@ extension was built without the CUDA penalty kernels.
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
+from conftest import cuda_extension
 
 pytestmark = [
     pytest.mark.cuda,
@@ -64,14 +63,7 @@ def _case_id(case) -> str:
 
 @pytest.fixture(scope="module")
 def ext():
-    try:
-        mod = importlib.import_module("gankernels._C")
-    except ImportError as exc:  # extension not built
-        pytest.skip(f"gankernels._C is not available: {exc}")
-    for name in FUNCS:
-        if not hasattr(mod, name):
-            pytest.skip(f"gankernels._C was built without the CUDA penalty kernels ({name})")
-    return mod
+    return cuda_extension(FUNCS)
 
 
 def _gen(seed: int) -> torch.Generator:

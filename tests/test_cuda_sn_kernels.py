@@ -7,10 +7,9 @@ without CUDA.
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
+from conftest import cuda_extension
 
 pytestmark = [
     pytest.mark.cuda,
@@ -51,14 +50,7 @@ def _shape_id(item) -> str:
 
 @pytest.fixture(scope="module")
 def ext():
-    try:
-        mod = importlib.import_module("gankernels._C")
-    except ImportError as exc:  # extension not built
-        pytest.skip(f"gankernels._C is not available: {exc}")
-    for name in ("sn_power_iteration_cuda", "sn_backward_cuda"):
-        if not hasattr(mod, name):
-            pytest.skip(f"gankernels._C was built without CUDA ({name} missing)")
-    return mod
+    return cuda_extension(("sn_power_iteration_cuda", "sn_backward_cuda"))
 
 
 def _split_dims(shape, dim):

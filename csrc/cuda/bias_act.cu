@@ -21,12 +21,9 @@
 // All indices are 64-bit; grids are capped and the kernels stride over
 // whatever the grid does not cover.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <cstdint>
 
+#include "common.cuh"
 #include "bias_act.h"
 
 namespace gankernels {
@@ -60,76 +57,7 @@ constexpr double kSeluScale = 1.0507009873554804934193349852946;
 constexpr double kSoftplusThreshold = 20.0;
 
 // ---------------------------------------------------------------------------
-// Element types.
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
-// Elements per 16-byte vector load.
-template <typename T>
-constexpr int max_vec() {
-  return static_cast<int>(16 / sizeof(T));
-}
-
-template <typename T>
-struct Conv;
-template <>
-struct Conv<float> {
-  __device__ __forceinline__ static float to(float x) { return x; }
-  __device__ __forceinline__ static float from(float x) { return x; }
-};
-template <>
-struct Conv<double> {
-  __device__ __forceinline__ static double to(double x) { return x; }
-  __device__ __forceinline__ static double from(double x) { return x; }
-};
-template <>
-struct Conv<__half> {
-  __device__ __forceinline__ static float to(__half x) {
-    return __half2float(x);
-  }
-  __device__ __forceinline__ static __half from(float x) {
-    return __float2half_rn(x);
-  }
-};
-template <>
-struct Conv<__nv_bfloat16> {
-  __device__ __forceinline__ static float to(__nv_bfloat16 x) {
-    return __bfloat162float(x);
-  }
-  __device__ __forceinline__ static __nv_bfloat16 from(float x) {
-    return __float2bfloat16_rn(x);
-  }
-};
-
-// VEC consecutive elements, loaded / stored with one aligned access.
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-
-template <typename T, int VEC>
-__device__ __forceinline__ Pack<T, VEC> load_pack(const T* p, int64_t unit) {
-  return reinterpret_cast<const Pack<T, VEC>*>(p)[unit];
-}
-
-template <typename T, int VEC>
-__device__ __forceinline__ void store_pack(T* p, int64_t unit,
-                                           const Pack<T, VEC>& x) {
-  reinterpret_cast<Pack<T, VEC>*>(p)[unit] = x;
-}
-
-inline bool is_aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
+// Math in the accumulator type.
 
 // Precise math in the accumulator type (no fast-math intrinsics).
 __device__ __forceinline__ float exp_acc(float x) { return expf(x); }
@@ -417,12 +345,6 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------
 // Host-side launch logic.
 
-#define BA_RETURN_IF_ERROR()                     \
-  do {                                           \
-    const cudaError_t err_ = cudaGetLastError(); \
-    if (err_ != cudaSuccess) return err_;        \
-  } while (0)
-
 // Blocks for numel elements in packs of vec; at least one block, so the
 // tail of a numel < vec call still runs.
 unsigned grid_for(int64_t numel, int vec) {
@@ -476,7 +398,7 @@ cudaError_t forward_run(const T* x, const T* b, T* y, int64_t numel,
   bias_act_forward_kernel<T, VEC, ACT>
       <<<grid_for(numel, VEC), kThreads, 0, stream>>>(x, b, y, numel, C,
                                                       inner, k);
-  BA_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
 
@@ -501,7 +423,7 @@ cudaError_t grad_run(const T* dy, const T* s, const T* b, T* out,
   bias_act_grad_kernel<T, VEC, ACT>
       <<<grid_for(numel, VEC), kThreads, 0, stream>>>(dy, s, b, out, numel, C,
                                                       inner, k, order);
-  BA_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
 
@@ -520,29 +442,6 @@ cudaError_t grad_impl(const T* dy, const T* s, const T* b, T* out,
   });
 }
 
-#undef BA_RETURN_IF_ERROR
-
-// Calls f(Tag<T>{}) with the element type named by dtype.
-template <typename T>
-struct Tag {
-  using type = T;
-};
-
-template <typename F>
-cudaError_t dispatch(BiasActDtype dtype, F&& f) {
-  switch (dtype) {
-    case BiasActDtype::Float32:
-      return f(Tag<float>{});
-    case BiasActDtype::Float64:
-      return f(Tag<double>{});
-    case BiasActDtype::Float16:
-      return f(Tag<__half>{});
-    case BiasActDtype::BFloat16:
-      return f(Tag<__nv_bfloat16>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
 bool valid_common(int64_t numel, int64_t C, int64_t inner, int act) {
   return numel >= 0 && C >= 1 && inner >= 1 && act >= 0 &&
          act < kBiasActNumActs;
@@ -553,7 +452,7 @@ bool valid_common(int64_t numel, int64_t C, int64_t inner, int act) {
 // ---------------------------------------------------------------------------
 // Public entry points.
 
-cudaError_t bias_act_forward_launch(BiasActDtype dtype, const void* x,
+cudaError_t bias_act_forward_launch(DType dtype, const void* x,
                                     const void* b, void* y, int64_t numel,
                                     int64_t C, int64_t inner, int act,
                                     double alpha, double gain, double clamp,
@@ -572,7 +471,7 @@ cudaError_t bias_act_forward_launch(BiasActDtype dtype, const void* x,
   });
 }
 
-cudaError_t bias_act_grad_launch(BiasActDtype dtype, const void* dy,
+cudaError_t bias_act_grad_launch(DType dtype, const void* dy,
                                  const void* s, const void* b, void* out,
                                  int64_t numel, int64_t C, int64_t inner,
                                  int act, double alpha, double gain,

@@ -19,14 +19,9 @@
 
 #include <cstdint>
 
-namespace gankernels {
+#include "dtype.h"
 
-enum class BiasActDtype : int {
-  Float32 = 0,
-  Float64 = 1,
-  Float16 = 2,
-  BFloat16 = 3,
-};
+namespace gankernels {
 
 // Number of activation codes (valid codes are 0 .. kBiasActNumActs - 1).
 constexpr int kBiasActNumActs = 9;
@@ -35,7 +30,7 @@ constexpr int kBiasActSwish = 8;
 
 // y[i] = clamp(gain * act(x[i] + b[c]), -clamp, clamp), b[c] = 0 when b is
 // nullptr.
-cudaError_t bias_act_forward_launch(BiasActDtype dtype, const void* x,
+cudaError_t bias_act_forward_launch(DType dtype, const void* x,
                                     const void* b, void* y, int64_t numel,
                                     int64_t C, int64_t inner, int act,
                                     double alpha, double gain, double clamp,
@@ -48,7 +43,7 @@ cudaError_t bias_act_forward_launch(BiasActDtype dtype, const void* x,
 // functions of u = s / gain), x for swish (s_is_y false; z = x + b[c]).
 // mask = |y| < clamp, with y recomputed from z when s is x (1 without a
 // clamp). order must be 1 or 2, gain > 0.
-cudaError_t bias_act_grad_launch(BiasActDtype dtype, const void* dy,
+cudaError_t bias_act_grad_launch(DType dtype, const void* dy,
                                  const void* s, const void* b, void* out,
                                  int64_t numel, int64_t C, int64_t inner,
                                  int act, double alpha, double gain,

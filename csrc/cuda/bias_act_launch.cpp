@@ -11,50 +11,12 @@
 #include <optional>
 
 #include "bias_act.h"
+#include "launch_utils.h"
+
+using gankernels::check_first;
+using gankernels::check_like;
 
 namespace {
-
-gankernels::BiasActDtype bias_act_dtype(const at::Tensor& t, const char* name,
-                                        const char* fn) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return gankernels::BiasActDtype::Float32;
-    case at::kDouble:
-      return gankernels::BiasActDtype::Float64;
-    case at::kHalf:
-      return gankernels::BiasActDtype::Float16;
-    case at::kBFloat16:
-      return gankernels::BiasActDtype::BFloat16;
-    default:
-      break;
-  }
-  TORCH_CHECK(false, fn, ": unsupported dtype ", t.scalar_type(), " for ",
-              name, " (expected float32, float64, float16 or bfloat16)");
-  return gankernels::BiasActDtype::Float32;  // not reached
-}
-
-// The first data tensor of a call: a CUDA tensor of a supported dtype.
-gankernels::BiasActDtype check_first(const at::Tensor& t, const char* name,
-                                     const char* fn) {
-  TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
-              t.device());
-  return bias_act_dtype(t, name, fn);
-}
-
-// A further tensor: same device and dtype as the first one (`like`).
-void check_like(const at::Tensor& t, const char* name, const at::Tensor& like,
-                const char* like_name, const char* fn) {
-  TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
-              t.device());
-  TORCH_CHECK(t.device() == like.device(), fn, ": ", name,
-              " must be on the same device as ", like_name, " (",
-              like.device(), "), got ", t.device());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), fn, ": ", name,
-              " must have the same dtype as ", like_name, " (",
-              like.scalar_type(), "), got ", t.scalar_type());
-}
 
 // The kernels walk flat storage, so the data must be dense. Empty tensors
 // are never read; their strides are arbitrary, so they are not checked.
@@ -119,7 +81,7 @@ at::Tensor bias_act_forward_cuda(at::Tensor x, std::optional<at::Tensor> b,
                                  int64_t C, int64_t inner, int64_t act,
                                  double alpha, double gain, double clamp) {
   const char* fn = "bias_act_forward_cuda";
-  const gankernels::BiasActDtype dtype = check_first(x, "x", fn);
+  const gankernels::DType dtype = check_first(x, "x", fn);
   check_dense(x, "x", fn);
   check_channels(x, "x", C, inner, act, fn);
   check_bias(b, x, "x", C, fn);
@@ -145,7 +107,7 @@ at::Tensor bias_act_grad_cuda(at::Tensor dy, at::Tensor s,
                               double gain, double clamp, int64_t order,
                               bool s_is_y) {
   const char* fn = "bias_act_grad_cuda";
-  const gankernels::BiasActDtype dtype = check_first(s, "s", fn);
+  const gankernels::DType dtype = check_first(s, "s", fn);
   check_like(dy, "dy", s, "s", fn);
   // Both are walked in flat storage order: element i must mean the same
   // logical position in each.

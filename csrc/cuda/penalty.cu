@@ -18,12 +18,9 @@
 // All indices are 64-bit; grids are capped and the kernels stride over
 // whatever the grid does not cover.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <cstdint>
 
+#include "common.cuh"
 #include "penalty.h"
 
 namespace gankernels {
@@ -31,9 +28,6 @@ namespace {
 
 // ---------------------------------------------------------------------------
 // Tuning constants.
-
-constexpr int kWarpSize = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 // row_sumsq: warps per block, and the number of (sample, chunk) items aimed
 // at: about one full wave of resident warps on an H100 (132 SMs x 64 warps).
@@ -54,90 +48,10 @@ constexpr int kCombineWarps = kCombineThreads / kWarpSize;
 constexpr int kEwThreads = 256;
 constexpr int64_t kEwMaxBlocks = 4096;
 
-// Upper bound for grid.x of grid-stride kernels.
-constexpr int64_t kMaxGridX = 65535;
-
 static_assert(kSumsqUnroll >= 2, "head and tail use separate accumulators");
 
 // ---------------------------------------------------------------------------
-// Element types.
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
-// Elements per 16-byte vector load.
-template <typename T>
-constexpr int max_vec() {
-  return static_cast<int>(16 / sizeof(T));
-}
-
-template <typename T>
-struct Conv;
-template <>
-struct Conv<float> {
-  __device__ __forceinline__ static float to(float x) { return x; }
-  __device__ __forceinline__ static float from(float x) { return x; }
-};
-template <>
-struct Conv<double> {
-  __device__ __forceinline__ static double to(double x) { return x; }
-  __device__ __forceinline__ static double from(double x) { return x; }
-};
-template <>
-struct Conv<__half> {
-  __device__ __forceinline__ static float to(__half x) {
-    return __half2float(x);
-  }
-  __device__ __forceinline__ static __half from(float x) {
-    return __float2half_rn(x);
-  }
-};
-template <>
-struct Conv<__nv_bfloat16> {
-  __device__ __forceinline__ static float to(__nv_bfloat16 x) {
-    return __bfloat162float(x);
-  }
-  __device__ __forceinline__ static __nv_bfloat16 from(float x) {
-    return __float2bfloat16_rn(x);
-  }
-};
-
-// VEC consecutive elements, loaded / stored with one aligned access.
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-
-template <typename T, int VEC>
-__device__ __forceinline__ Pack<T, VEC> load_pack(const T* p, int64_t unit) {
-  return reinterpret_cast<const Pack<T, VEC>*>(p)[unit];
-}
-
-template <typename T, int VEC>
-__device__ __forceinline__ void store_pack(T* p, int64_t unit,
-                                           const Pack<T, VEC>& x) {
-  reinterpret_cast<Pack<T, VEC>*>(p)[unit] = x;
-}
-
-inline bool is_aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
-
-__host__ __device__ __forceinline__ int64_t min_i64(int64_t a, int64_t b) {
-  return a < b ? a : b;
-}
+// Warp reduction.
 
 // Sum over the warp; every lane receives the same value (the butterfly adds
 // the same two operands on both lanes of each pair). All 32 lanes must call.
@@ -372,12 +286,6 @@ __global__ void __launch_bounds__(kEwThreads)
 // ---------------------------------------------------------------------------
 // Host-side launch logic.
 
-#define PN_RETURN_IF_ERROR()                     \
-  do {                                           \
-    const cudaError_t err_ = cudaGetLastError(); \
-    if (err_ != cudaSuccess) return err_;        \
-  } while (0)
-
 struct SumsqPlan {
   int64_t splits;       // chunks per sample
   int64_t chunk_units;  // packs per chunk
@@ -434,13 +342,13 @@ cudaError_t row_sumsq_impl(const T* x, acc_t<T>* out, int64_t B, int64_t N,
       static_cast<unsigned>(grid_for(items, kSumsqWarps, kMaxGridX));
   row_sumsq_kernel<T, kVec><<<grid, kSumsqThreads, 0, stream>>>(
       x, dst, B, N, plan.splits, plan.chunk_units);
-  PN_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   if (plan.splits > 1) {
     const auto cgrid =
         static_cast<unsigned>(grid_for(B, kCombineWarps, kMaxGridX));
     row_sumsq_combine_kernel<Acc>
         <<<cgrid, kCombineThreads, 0, stream>>>(scratch, out, B, plan.splits);
-    PN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
   }
   return cudaSuccess;
 }
@@ -472,7 +380,7 @@ cudaError_t row_scale_run(const T* x, const acc_t<T>* coef, T* out, int64_t B,
   const EwPlan p = ew_plan(B, N, VEC);
   row_scale_kernel<T, VEC>
       <<<p.grid, kEwThreads, 0, stream>>>(x, coef, out, p.units, p.Nu);
-  PN_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
 
@@ -498,7 +406,7 @@ cudaError_t lerp_rows_run(const T* real, const T* fake, const acc_t<T>* alpha,
   const EwPlan p = ew_plan(B, N, VEC);
   lerp_rows_kernel<T, VEC><<<p.grid, kEwThreads, 0, stream>>>(
       real, fake, alpha, out, p.units, p.Nu);
-  PN_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
 
@@ -525,7 +433,7 @@ cudaError_t lerp_rows_backward_run(const T* grad, const acc_t<T>* alpha,
   const EwPlan p = ew_plan(B, N, VEC);
   lerp_rows_backward_kernel<T, VEC><<<p.grid, kEwThreads, 0, stream>>>(
       grad, alpha, grad_real, grad_fake, p.units, p.Nu);
-  PN_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
 
@@ -548,38 +456,15 @@ cudaError_t lerp_rows_backward_impl(const T* grad, const acc_t<T>* alpha,
                                       stream);
 }
 
-#undef PN_RETURN_IF_ERROR
-
-// Calls f(Tag<T>{}) with the element type named by dtype.
-template <typename T>
-struct Tag {
-  using type = T;
-};
-
-template <typename F>
-cudaError_t dispatch(PenaltyDtype dtype, F&& f) {
+int vec_of(DType dtype) {
   switch (dtype) {
-    case PenaltyDtype::Float32:
-      return f(Tag<float>{});
-    case PenaltyDtype::Float64:
-      return f(Tag<double>{});
-    case PenaltyDtype::Float16:
-      return f(Tag<__half>{});
-    case PenaltyDtype::BFloat16:
-      return f(Tag<__nv_bfloat16>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
-int vec_of(PenaltyDtype dtype) {
-  switch (dtype) {
-    case PenaltyDtype::Float32:
+    case DType::Float32:
       return max_vec<float>();
-    case PenaltyDtype::Float64:
+    case DType::Float64:
       return max_vec<double>();
-    case PenaltyDtype::Float16:
+    case DType::Float16:
       return max_vec<__half>();
-    case PenaltyDtype::BFloat16:
+    case DType::BFloat16:
       return max_vec<__nv_bfloat16>();
   }
   return 1;
@@ -590,7 +475,7 @@ int vec_of(PenaltyDtype dtype) {
 // ---------------------------------------------------------------------------
 // Public entry points.
 
-int64_t row_sumsq_scratch_numel(PenaltyDtype dtype, int64_t B, int64_t N) {
+int64_t row_sumsq_scratch_numel(DType dtype, int64_t B, int64_t N) {
   if (B <= 0 || N <= 0) {
     return 0;
   }
@@ -598,7 +483,7 @@ int64_t row_sumsq_scratch_numel(PenaltyDtype dtype, int64_t B, int64_t N) {
   return plan.splits > 1 ? B * plan.splits : 0;
 }
 
-cudaError_t row_sumsq_launch(PenaltyDtype dtype, const void* x, void* out,
+cudaError_t row_sumsq_launch(DType dtype, const void* x, void* out,
                              int64_t B, int64_t N, void* scratch,
                              int64_t scratch_numel, cudaStream_t stream) {
   return dispatch(dtype, [&](auto tag) {
@@ -610,7 +495,7 @@ cudaError_t row_sumsq_launch(PenaltyDtype dtype, const void* x, void* out,
   });
 }
 
-cudaError_t row_scale_launch(PenaltyDtype dtype, const void* x,
+cudaError_t row_scale_launch(DType dtype, const void* x,
                              const void* coef, void* out, int64_t B, int64_t N,
                              cudaStream_t stream) {
   return dispatch(dtype, [&](auto tag) {
@@ -622,7 +507,7 @@ cudaError_t row_scale_launch(PenaltyDtype dtype, const void* x,
   });
 }
 
-cudaError_t lerp_rows_launch(PenaltyDtype dtype, const void* real,
+cudaError_t lerp_rows_launch(DType dtype, const void* real,
                              const void* fake, const void* alpha, void* out,
                              int64_t B, int64_t N, cudaStream_t stream) {
   return dispatch(dtype, [&](auto tag) {
@@ -634,7 +519,7 @@ cudaError_t lerp_rows_launch(PenaltyDtype dtype, const void* real,
   });
 }
 
-cudaError_t lerp_rows_backward_launch(PenaltyDtype dtype, const void* grad,
+cudaError_t lerp_rows_backward_launch(DType dtype, const void* grad,
                                       const void* alpha, void* grad_real,
                                       void* grad_fake, int64_t B, int64_t N,
                                       cudaStream_t stream) {

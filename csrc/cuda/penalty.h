@@ -18,39 +18,34 @@
 
 #include <cstdint>
 
-namespace gankernels {
+#include "dtype.h"
 
-enum class PenaltyDtype : int {
-  Float32 = 0,
-  Float64 = 1,
-  Float16 = 2,
-  BFloat16 = 3,
-};
+namespace gankernels {
 
 // Number of accumulator elements of scratch needed by row_sumsq_launch (0
 // when every sample is reduced by a single item and no scratch is used).
-int64_t row_sumsq_scratch_numel(PenaltyDtype dtype, int64_t B, int64_t N);
+int64_t row_sumsq_scratch_numel(DType dtype, int64_t B, int64_t N);
 
 // out[b] = sum_n x[b, n]^2. Each sample is cut into a number of chunks that
 // depends only on (dtype, B, N); partial sums are added in a fixed order, so
 // results are bitwise reproducible. x must be aligned to its element size.
-cudaError_t row_sumsq_launch(PenaltyDtype dtype, const void* x, void* out,
+cudaError_t row_sumsq_launch(DType dtype, const void* x, void* out,
                              int64_t B, int64_t N, void* scratch,
                              int64_t scratch_numel, cudaStream_t stream);
 
 // out[b, n] = coef[b] * x[b, n].
-cudaError_t row_scale_launch(PenaltyDtype dtype, const void* x,
+cudaError_t row_scale_launch(DType dtype, const void* x,
                              const void* coef, void* out, int64_t B, int64_t N,
                              cudaStream_t stream);
 
 // out[b, n] = fake[b, n] + alpha[b] * (real[b, n] - fake[b, n]).
-cudaError_t lerp_rows_launch(PenaltyDtype dtype, const void* real,
+cudaError_t lerp_rows_launch(DType dtype, const void* real,
                              const void* fake, const void* alpha, void* out,
                              int64_t B, int64_t N, cudaStream_t stream);
 
 // grad_real = alpha[b] * grad; grad_fake = grad - alpha[b] * grad, both
 // written in the same pass over grad.
-cudaError_t lerp_rows_backward_launch(PenaltyDtype dtype, const void* grad,
+cudaError_t lerp_rows_backward_launch(DType dtype, const void* grad,
                                       const void* alpha, void* grad_real,
                                       void* grad_fake, int64_t B, int64_t N,
                                       cudaStream_t stream);

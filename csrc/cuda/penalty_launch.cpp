@@ -10,32 +10,14 @@
 #include <cstdint>
 #include <tuple>
 
+#include "launch_utils.h"
 #include "penalty.h"
 
+using gankernels::acc_scalar_type;
+using gankernels::check_first;
+using gankernels::check_like;
+
 namespace {
-
-gankernels::PenaltyDtype penalty_dtype(const at::Tensor& t, const char* name,
-                                       const char* fn) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return gankernels::PenaltyDtype::Float32;
-    case at::kDouble:
-      return gankernels::PenaltyDtype::Float64;
-    case at::kHalf:
-      return gankernels::PenaltyDtype::Float16;
-    case at::kBFloat16:
-      return gankernels::PenaltyDtype::BFloat16;
-    default:
-      break;
-  }
-  TORCH_CHECK(false, fn, ": unsupported dtype ", t.scalar_type(), " for ",
-              name, " (expected float32, float64, float16 or bfloat16)");
-  return gankernels::PenaltyDtype::Float32;  // not reached
-}
-
-at::ScalarType acc_scalar_type(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 // Checks B and N; returns B*N.
 int64_t check_sizes(int64_t B, int64_t N, const char* fn) {
@@ -45,29 +27,6 @@ int64_t check_sizes(int64_t B, int64_t N, const char* fn) {
   TORCH_CHECK(!__builtin_mul_overflow(B, N, &numel), fn,
               ": B*N overflows int64 (B=", B, ", N=", N, ")");
   return numel;
-}
-
-// The first data tensor of a call: a CUDA tensor of a supported dtype.
-gankernels::PenaltyDtype check_first(const at::Tensor& t, const char* name,
-                                     const char* fn) {
-  TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
-              t.device());
-  return penalty_dtype(t, name, fn);
-}
-
-// A further data tensor: same device and dtype as the first one (`like`).
-void check_like(const at::Tensor& t, const char* name, const at::Tensor& like,
-                const char* like_name, const char* fn) {
-  TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
-              t.device());
-  TORCH_CHECK(t.device() == like.device(), fn, ": ", name,
-              " must be on the same device as ", like_name, " (",
-              like.device(), "), got ", t.device());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), fn, ": ", name,
-              " must have the same dtype as ", like_name, " (",
-              like.scalar_type(), "), got ", t.scalar_type());
 }
 
 // The kernels walk the flat storage: sample b must be the elements
@@ -119,7 +78,7 @@ void check_launch(cudaError_t err, const char* fn) {
 
 at::Tensor row_sumsq_cuda(at::Tensor x, int64_t B, int64_t N) {
   const char* fn = "row_sumsq_cuda";
-  const gankernels::PenaltyDtype dtype = check_first(x, "x", fn);
+  const gankernels::DType dtype = check_first(x, "x", fn);
   const int64_t numel = check_sizes(B, N, fn);
   check_rows(x, "x", B, N, numel, fn);
 
@@ -150,7 +109,7 @@ at::Tensor row_sumsq_cuda(at::Tensor x, int64_t B, int64_t N) {
 at::Tensor row_scale_cuda(at::Tensor x, at::Tensor coef, int64_t B,
                           int64_t N) {
   const char* fn = "row_scale_cuda";
-  const gankernels::PenaltyDtype dtype = check_first(x, "x", fn);
+  const gankernels::DType dtype = check_first(x, "x", fn);
   const int64_t numel = check_sizes(B, N, fn);
   check_rows(x, "x", B, N, numel, fn);
   check_coef(coef, "coef", x, "x", B, fn);
@@ -171,7 +130,7 @@ at::Tensor row_scale_cuda(at::Tensor x, at::Tensor coef, int64_t B,
 at::Tensor lerp_rows_cuda(at::Tensor real, at::Tensor fake, at::Tensor alpha,
                           int64_t B, int64_t N) {
   const char* fn = "lerp_rows_cuda";
-  const gankernels::PenaltyDtype dtype = check_first(real, "real", fn);
+  const gankernels::DType dtype = check_first(real, "real", fn);
   check_like(fake, "fake", real, "real", fn);
   const int64_t numel = check_sizes(B, N, fn);
   check_rows(real, "real", B, N, numel, fn);
@@ -203,7 +162,7 @@ std::tuple<at::Tensor, at::Tensor> lerp_rows_backward_cuda(at::Tensor grad,
                                                            int64_t B,
                                                            int64_t N) {
   const char* fn = "lerp_rows_backward_cuda";
-  const gankernels::PenaltyDtype dtype = check_first(grad, "grad", fn);
+  const gankernels::DType dtype = check_first(grad, "grad", fn);
   const int64_t numel = check_sizes(B, N, fn);
   check_rows(grad, "grad", B, N, numel, fn);
   check_coef(alpha, "alpha", grad, "grad", B, fn);

@@ -16,12 +16,9 @@
 //
 // Every reduction has a fixed order, so results are deterministic.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <cstdint>
 
+#include "common.cuh"
 #include "spectral_norm.h"
 
 namespace gankernels {
@@ -29,9 +26,6 @@ namespace {
 
 // ---------------------------------------------------------------------------
 // Tuning constants.
-
-constexpr int kWarpSize = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 // Row pass (M v).
 constexpr int kRowThreads = 256;
@@ -61,64 +55,13 @@ constexpr int64_t kBwdMaxApplyBlocks = 4096;
 constexpr int kBwdSmallThreads = 1024;
 constexpr int64_t kBwdSmallMaxElems = 32768;
 
-// Upper bound for grid.x of grid-stride kernels.
-constexpr int64_t kMaxGridX = 65535;
-
 static_assert(kColThreads / kWarpSize <= kColMaxWarps, "column block too big");
 static_assert(kSmallThreads / kWarpSize <= kColMaxWarps, "small block too big");
 static_assert(kRowMaxThreadsPerRow <= kRowThreads, "row group too big");
 static_assert(kRowMaxThreadsPerRow <= kSmallThreads, "row group too big");
 
 // ---------------------------------------------------------------------------
-// Element types.
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
-// Elements per 16-byte vector load.
-template <typename T>
-constexpr int max_vec() {
-  return static_cast<int>(16 / sizeof(T));
-}
-
-template <typename T>
-struct Conv;
-template <>
-struct Conv<float> {
-  __device__ __forceinline__ static float to(float x) { return x; }
-  __device__ __forceinline__ static float from(float x) { return x; }
-};
-template <>
-struct Conv<double> {
-  __device__ __forceinline__ static double to(double x) { return x; }
-  __device__ __forceinline__ static double from(double x) { return x; }
-};
-template <>
-struct Conv<__half> {
-  __device__ __forceinline__ static float to(__half x) {
-    return __half2float(x);
-  }
-  __device__ __forceinline__ static __half from(float x) {
-    return __float2half_rn(x);
-  }
-};
-template <>
-struct Conv<__nv_bfloat16> {
-  __device__ __forceinline__ static float to(__nv_bfloat16 x) {
-    return __bfloat162float(x);
-  }
-  __device__ __forceinline__ static __nv_bfloat16 from(float x) {
-    return __float2bfloat16_rn(x);
-  }
-};
+// Math in the accumulator type.
 
 __device__ __forceinline__ float acc_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double acc_sqrt(double x) { return sqrt(x); }
@@ -127,35 +70,6 @@ __device__ __forceinline__ double acc_sqrt(double x) { return sqrt(x); }
 template <typename A>
 __device__ __forceinline__ A clamp_min(A x, A lo) {
   return x < lo ? lo : x;
-}
-
-// VEC consecutive elements, loaded / stored with one aligned access.
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-
-template <typename T, int VEC>
-__device__ __forceinline__ Pack<T, VEC> load_pack(const T* p, int64_t unit) {
-  return reinterpret_cast<const Pack<T, VEC>*>(p)[unit];
-}
-
-template <typename T, int VEC>
-__device__ __forceinline__ void store_pack(T* p, int64_t unit,
-                                           const Pack<T, VEC>& x) {
-  reinterpret_cast<Pack<T, VEC>*>(p)[unit] = x;
-}
-
-inline bool is_aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
-
-__host__ __device__ __forceinline__ int64_t min_i64(int64_t a, int64_t b) {
-  return a < b ? a : b;
 }
 
 // ---------------------------------------------------------------------------
@@ -612,12 +526,6 @@ int64_t choose_splits(int64_t H, int64_t tiles) {
   return s;
 }
 
-#define SN_RETURN_IF_ERROR()                     \
-  do {                                           \
-    const cudaError_t err_ = cudaGetLastError(); \
-    if (err_ != cudaSuccess) return err_;        \
-  } while (0)
-
 template <typename T, int VEC>
 cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
                                 int64_t H, int64_t K, int64_t n_iter,
@@ -641,7 +549,7 @@ cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
     sn_power_small_kernel<T, VEC><<<1, kSmallThreads, 0, stream>>>(
         w, u, v, sigma, y, u_acc, v_acc, parts, A, H, Ku, n_iter, eps,
         tpr_log2);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   }
 
@@ -653,9 +561,9 @@ cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
   if (n_iter == 0) {
     sn_row_kernel<T, T, VEC>
         <<<row_grid, kRowThreads, 0, stream>>>(w, v, y, A, H, Ku, tpr_log2);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     sn_dot_kernel<T><<<1, kReduceThreads, 0, stream>>>(u, y, H, sigma);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   }
 
@@ -676,17 +584,17 @@ cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
       sn_row_kernel<T, Acc, VEC><<<row_grid, kRowThreads, 0, stream>>>(
           w, v_acc, y, A, H, Ku, tpr_log2);
     }
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     sn_normalize_kernel<T><<<1, kReduceThreads, 0, stream>>>(
         y, 1, H, u_acc, last ? u : nullptr, nullptr, eps);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     sn_col_kernel<T, VEC><<<col_grid, kColThreads, 0, stream>>>(
         w, u_acc, parts, A, H, Ku, rows_per_split);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     sn_normalize_kernel<T><<<1, kReduceThreads, 0, stream>>>(
         parts, splits, N, v_acc, last ? v : nullptr, last ? sigma : nullptr,
         eps);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
   }
   return cudaSuccess;
 }
@@ -704,7 +612,7 @@ cudaError_t power_iteration_impl(const T* w, T* u, T* v, T* sigma, int64_t A,
   if (H == 0 || N == 0) {
     sn_empty_kernel<T><<<1, kReduceThreads, 0, stream>>>(u, H, v, N, sigma,
                                                          n_iter > 0 ? 1 : 0);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   }
   constexpr int kVec = max_vec<T>();
@@ -728,7 +636,7 @@ cudaError_t backward_run(const T* grad, const T* w, const T* u, const T* v,
   if (numel <= kBwdSmallMaxElems) {
     sn_bwd_small_kernel<T, VEC><<<1, kBwdSmallThreads, 0, stream>>>(
         grad, w, u, v, sigma, out, A, H, Ku);
-    SN_RETURN_IF_ERROR();
+    GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   }
   const int64_t units = numel / VEC;
@@ -743,11 +651,11 @@ cudaError_t backward_run(const T* grad, const T* w, const T* u, const T* v,
   sn_bwd_reduce_kernel<T, VEC>
       <<<static_cast<unsigned>(num_partials), kBwdThreads, 0, stream>>>(
           grad, w, numel, scratch);
-  SN_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   sn_bwd_apply_kernel<T, VEC>
       <<<static_cast<unsigned>(apply_blocks), kBwdThreads, 0, stream>>>(
           grad, u, v, sigma, out, scratch, num_partials, A, H, Ku);
-  SN_RETURN_IF_ERROR();
+  GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
 
@@ -772,8 +680,6 @@ cudaError_t backward_impl(const T* grad, const T* w, const T* u, const T* v,
                             scratch_numel, stream);
 }
 
-#undef SN_RETURN_IF_ERROR
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -797,29 +703,29 @@ int64_t sn_backward_scratch_numel(int64_t A, int64_t H, int64_t K) {
   return kBwdMaxPartials;
 }
 
-cudaError_t sn_power_iteration_launch(SnDtype dtype, const void* w, void* u,
+cudaError_t sn_power_iteration_launch(DType dtype, const void* w, void* u,
                                       void* v, void* sigma, int64_t A,
                                       int64_t H, int64_t K, int64_t n_iter,
                                       double eps, void* scratch,
                                       int64_t scratch_numel,
                                       cudaStream_t stream) {
   switch (dtype) {
-    case SnDtype::Float32:
+    case DType::Float32:
       return power_iteration_impl<float>(
           static_cast<const float*>(w), static_cast<float*>(u),
           static_cast<float*>(v), static_cast<float*>(sigma), A, H, K, n_iter,
           eps, static_cast<float*>(scratch), scratch_numel, stream);
-    case SnDtype::Float64:
+    case DType::Float64:
       return power_iteration_impl<double>(
           static_cast<const double*>(w), static_cast<double*>(u),
           static_cast<double*>(v), static_cast<double*>(sigma), A, H, K, n_iter,
           eps, static_cast<double*>(scratch), scratch_numel, stream);
-    case SnDtype::Float16:
+    case DType::Float16:
       return power_iteration_impl<__half>(
           static_cast<const __half*>(w), static_cast<__half*>(u),
           static_cast<__half*>(v), static_cast<__half*>(sigma), A, H, K, n_iter,
           eps, static_cast<float*>(scratch), scratch_numel, stream);
-    case SnDtype::BFloat16:
+    case DType::BFloat16:
       return power_iteration_impl<__nv_bfloat16>(
           static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(u),
           static_cast<__nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(sigma), A,
@@ -829,31 +735,31 @@ cudaError_t sn_power_iteration_launch(SnDtype dtype, const void* w, void* u,
   return cudaErrorInvalidValue;
 }
 
-cudaError_t sn_backward_launch(SnDtype dtype, const void* grad, const void* w,
+cudaError_t sn_backward_launch(DType dtype, const void* grad, const void* w,
                                const void* u, const void* v, const void* sigma,
                                void* grad_w, int64_t A, int64_t H, int64_t K,
                                void* scratch, int64_t scratch_numel,
                                cudaStream_t stream) {
   switch (dtype) {
-    case SnDtype::Float32:
+    case DType::Float32:
       return backward_impl<float>(
           static_cast<const float*>(grad), static_cast<const float*>(w),
           static_cast<const float*>(u), static_cast<const float*>(v),
           static_cast<const float*>(sigma), static_cast<float*>(grad_w), A, H,
           K, static_cast<float*>(scratch), scratch_numel, stream);
-    case SnDtype::Float64:
+    case DType::Float64:
       return backward_impl<double>(
           static_cast<const double*>(grad), static_cast<const double*>(w),
           static_cast<const double*>(u), static_cast<const double*>(v),
           static_cast<const double*>(sigma), static_cast<double*>(grad_w), A, H,
           K, static_cast<double*>(scratch), scratch_numel, stream);
-    case SnDtype::Float16:
+    case DType::Float16:
       return backward_impl<__half>(
           static_cast<const __half*>(grad), static_cast<const __half*>(w),
           static_cast<const __half*>(u), static_cast<const __half*>(v),
           static_cast<const __half*>(sigma), static_cast<__half*>(grad_w), A, H,
           K, static_cast<float*>(scratch), scratch_numel, stream);
-    case SnDtype::BFloat16:
+    case DType::BFloat16:
       return backward_impl<__nv_bfloat16>(
           static_cast<const __nv_bfloat16*>(grad),
           static_cast<const __nv_bfloat16*>(w),

@@ -14,14 +14,9 @@
 
 #include <cstdint>
 
-namespace gankernels {
+#include "dtype.h"
 
-enum class SnDtype : int {
-  Float32 = 0,
-  Float64 = 1,
-  Float16 = 2,
-  BFloat16 = 3,
-};
+namespace gankernels {
 
 // Number of accumulator elements of scratch needed by
 // sn_power_iteration_launch.
@@ -31,7 +26,7 @@ int64_t sn_power_iteration_scratch_numel(int64_t A, int64_t H, int64_t K);
 // with normalize(x) = x / max(||x||, eps); u and v are updated in place.
 // sigma (one element) receives s2 / max(sqrt(s2), eps), s2 = ||M^T u||^2 of
 // the last iteration, or u . (M v) when n_iter == 0 (u, v untouched then).
-cudaError_t sn_power_iteration_launch(SnDtype dtype, const void* w, void* u,
+cudaError_t sn_power_iteration_launch(DType dtype, const void* w, void* u,
                                       void* v, void* sigma, int64_t A,
                                       int64_t H, int64_t K, int64_t n_iter,
                                       double eps, void* scratch,
@@ -44,7 +39,7 @@ int64_t sn_backward_scratch_numel(int64_t A, int64_t H, int64_t K);
 // c = sum(grad * w);
 // grad_w[a,h,k] = (grad[a,h,k] - (c / sigma) * u[h] * v[a*K+k]) / sigma.
 // sigma points to one element in device memory.
-cudaError_t sn_backward_launch(SnDtype dtype, const void* grad, const void* w,
+cudaError_t sn_backward_launch(DType dtype, const void* grad, const void* w,
                                const void* u, const void* v, const void* sigma,
                                void* grad_w, int64_t A, int64_t H, int64_t K,
                                void* scratch, int64_t scratch_numel,

@@ -9,31 +9,12 @@
 
 #include <cstdint>
 
+#include "launch_utils.h"
 #include "spectral_norm.h"
 
+using gankernels::acc_scalar_type;
+
 namespace {
-
-gankernels::SnDtype sn_dtype(const at::Tensor& t, const char* fn) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return gankernels::SnDtype::Float32;
-    case at::kDouble:
-      return gankernels::SnDtype::Float64;
-    case at::kHalf:
-      return gankernels::SnDtype::Float16;
-    case at::kBFloat16:
-      return gankernels::SnDtype::BFloat16;
-    default:
-      break;
-  }
-  TORCH_CHECK(false, fn, ": unsupported dtype ", t.scalar_type(),
-              " (expected float32, float64, float16 or bfloat16)");
-  return gankernels::SnDtype::Float32;  // not reached
-}
-
-at::ScalarType acc_scalar_type(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& w,
                   const char* fn) {
@@ -77,7 +58,7 @@ at::Tensor sn_power_iteration_cuda(at::Tensor w, at::Tensor u, at::Tensor v,
                                    int64_t n_iter, double eps) {
   const char* fn = "sn_power_iteration_cuda";
   TORCH_CHECK(w.defined() && w.is_cuda(), fn, ": w must be a CUDA tensor");
-  const gankernels::SnDtype dtype = sn_dtype(w, fn);
+  const gankernels::DType dtype = gankernels::dtype_of(w, "w", fn);
   check_tensor(w, "w", w, fn);
   check_tensor(u, "u", w, fn);
   check_tensor(v, "v", w, fn);
@@ -109,7 +90,7 @@ at::Tensor sn_backward_cuda(at::Tensor grad, at::Tensor w, at::Tensor u,
                             int64_t H, int64_t K) {
   const char* fn = "sn_backward_cuda";
   TORCH_CHECK(w.defined() && w.is_cuda(), fn, ": w must be a CUDA tensor");
-  const gankernels::SnDtype dtype = sn_dtype(w, fn);
+  const gankernels::DType dtype = gankernels::dtype_of(w, "w", fn);
   check_tensor(w, "w", w, fn);
   TORCH_CHECK(grad.defined(), fn, ": grad is undefined");
   // Incoming gradients are often expanded or otherwise strided.

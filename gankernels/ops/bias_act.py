@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import _backend
+from .._checks import finite_number
 from ._layout import dense
 
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -176,14 +177,7 @@ _KERNELS = ("bias_act_forward", "bias_act_grad")
 
 @functools.cache
 def _kernels(backend: str) -> dict:
-    if backend == "reference":
-        return {name: globals()[f"reference_{name}"] for name in _KERNELS}
-    if backend == "triton":
-        from ..triton import bias_act as tb
-
-        return {name: getattr(tb, name) for name in _KERNELS}
-    ext = _backend.extension()
-    return {name: getattr(ext, f"{name}_{backend}") for name in _KERNELS}
+    return _backend.kernel_table(backend, _KERNELS, globals(), "bias_act")
 
 
 def _kernel(name: str, device: torch.device):
@@ -311,15 +305,6 @@ bias_act_grad.register_autograd(_grad_backward, setup_context=_grad_setup)
 # Public op.
 
 
-def _number(name: str, value, minimum: float, strict: bool) -> float:
-    ok = isinstance(value, int | float) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"bias_act: {name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
 def bias_act(
     x: torch.Tensor,
     b: torch.Tensor | None = None,
@@ -350,9 +335,9 @@ def bias_act(
             raise ValueError(f"bias_act: act {act!r} takes no alpha, got alpha={alpha!r}")
         alpha = 0.0
     else:
-        alpha = _number("alpha", spec.alpha if alpha is None else alpha, 0.0, False)
-    gain = _number("gain", spec.gain if gain is None else gain, 0.0, True)
-    clamp = -1.0 if clamp is None else _number("clamp", clamp, 0.0, False)
+        alpha = finite_number("bias_act: alpha", spec.alpha if alpha is None else alpha)
+    gain = finite_number("bias_act: gain", spec.gain if gain is None else gain, strict=True)
+    clamp = -1.0 if clamp is None else finite_number("bias_act: clamp", clamp)
     if b is not None:
         if not isinstance(b, torch.Tensor) or b.dim() != 1 or b.numel() != x.shape[dim]:
             raise ValueError(

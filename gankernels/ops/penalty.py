@@ -14,11 +14,11 @@ channels_last), otherwise made contiguous.
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 
 from .. import _backend
+from .._checks import finite_number
 from ._layout import dense
 
 # ---------------------------------------------------------------------------------------
@@ -55,14 +55,7 @@ _KERNELS = ("row_sumsq", "row_scale", "lerp_rows", "lerp_rows_backward")
 
 @functools.cache
 def _kernels(backend: str) -> dict:
-    if backend == "reference":
-        return {name: globals()[f"reference_{name}"] for name in _KERNELS}
-    if backend == "triton":
-        from ..triton import penalty as tp
-
-        return {name: getattr(tp, name) for name in _KERNELS}
-    ext = _backend.extension()
-    return {name: getattr(ext, f"{name}_{backend}") for name in _KERNELS}
+    return _backend.kernel_table(backend, _KERNELS, globals(), "penalty")
 
 
 def _kernel(name: str, device: torch.device):
@@ -234,18 +227,13 @@ def _safe_norm(sumsq: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, sumsq, 1).sqrt(), 0)
 
 
-def _check_center(center) -> None:
-    if not (isinstance(center, int | float) and math.isfinite(center) and center >= 0):
-        raise ValueError(f"gradient_penalty: center must be a finite number >= 0, got {center!r}")
-
-
 def gradient_penalty(grad: torch.Tensor, center: float = 1.0) -> torch.Tensor:
     """mean_i (||grad_i||_2 - center)^2, norms over all non-batch dims (WGAN-GP).
 
     Forward: one reduction pass; backward: one fused scaling pass. Where ||grad_i|| = 0
     the gradient is defined as 0. The result is float32 (float64 for float64 input)."""
     _check_batch("gradient_penalty: grad", grad)
-    _check_center(center)
+    finite_number("gradient_penalty: center", center)
     if torch.compiler.is_compiling():
         return (_safe_norm(row_sumsq(grad)) - center).square().mean()
     return _RowPenalty.apply(grad, float(center), _backend.resolve(grad.device))
