@@ -210,8 +210,11 @@ if [ "$DRY" = 1 ]; then
 else
     # The op tests run every available backend; on the GPU that is triton and cuda on
     # CUDA tensors, next to the CPU ones.
-    OP_TESTS=(tests/test_triton_sn_kernels.py tests/test_triton_penalty_kernels.py
-        tests/test_spectral_norm.py tests/test_penalty.py)
+    OP_TESTS=(tests/test_triton_*_kernels.py)
+    for op in spectral_norm penalty bias_act norm_act upfirdn2d modulated_conv \
+        minibatch_stddev; do
+        if [ -f "tests/test_$op.py" ]; then OP_TESTS+=("tests/test_$op.py"); fi
+    done
     lim=$(limit 150 170)
     echo "pytest ${OP_TESTS[*]} on the GPU, no interpreter (limit ${lim}s)"
     timeout -k 10 "$lim" env TRITON_INTERPRET=0 "$PYTHON" -m pytest -q \

@@ -625,71 +625,6 @@ def penalty_overhead_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-# ---------------------------------------------------------------------------------------
-# Conv-block element-wise ops.
-
-BIAS_ACT_SHAPES = [(32, 256, 32, 32), (64, 128, 16, 16), (16, 64, 128, 128)]
-BIAS_ACT_SHAPES_QUICK = [(4, 16, 8, 8)]
-
-
-def _prepare_bias_act(shape: tuple[int, ...], channels_last: bool):
-    """bias + LeakyReLU(0.2) * sqrt(2), forward and backward (dx, db): StyleGAN2's
-    FusedLeakyReLU as public code writes it, against gk.ops.bias_act."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        size = cfg.dtype.itemsize * math.prod(shape)
-        xs = [
-            cfg.randn(*shape).contiguous(memory_format=fmt).requires_grad_()
-            for _ in range(cfg.copies(4 * size))
-        ]
-        b = cfg.randn(shape[1]).requires_grad_()
-        up = cfg.randn(*shape).contiguous(memory_format=fmt)
-        if provider.startswith("gk-"):
-            from .ops.bias_act import bias_act
-
-            def eager(x, b):
-                return bias_act(x, b, act="lrelu")
-        else:
-
-            def eager(x, b):
-                return nn.functional.leaky_relu(x + b.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
-
-        f = compiled(eager) if provider == "torch.compile" else eager
-        pool = itertools.cycle(xs)
-
-        def fn():
-            x = next(pool)
-            return torch.autograd.grad(f(x, b), (x, b), up)
-
-        def check() -> float:
-            x = cfg.randn(*shape).contiguous(memory_format=fmt).requires_grad_()
-            y = f(x, b)
-            dx, db = torch.autograd.grad(y, (x, b), up)
-            x64, b64 = x.detach().double().requires_grad_(), b.detach().double().requires_grad_()
-            y64 = nn.functional.leaky_relu(x64 + b64.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
-            dx64, db64 = torch.autograd.grad(y64, (x64, b64), up.double())
-            return max(rel_err(y, y64), rel_err(dx, dx64), rel_err(db, db64))
-
-        return Prepared(fn, check)
-
-    return prepare
-
-
-@register_op("conv")
-def conv_cases(cfg: Config) -> list[Case]:
-    """Conv-block element-wise ops against their eager torch expressions."""
-    cases = []
-    for shape in BIAS_ACT_SHAPES_QUICK if cfg.quick else BIAS_ACT_SHAPES:
-        # Forward reads x, writes y; backward reads dy and y, writes dx.
-        moved = 5 * math.prod(shape) * cfg.dtype.itemsize
-        for channels_last in (False, True):
-            name = "bias_lrelu_cl" if channels_last else "bias_lrelu"
-            prepare = _prepare_bias_act(shape, channels_last)
-            cases.append(Case("conv", name, _shape_str(shape), prepare, moved))
-    return cases
-
-
 def sn_share_lines(rows: list[dict]) -> list[str]:
     """(t_sn - t_nosn) / t_sn of the D step for torch and each gk provider."""
     steps = {r["provider"]: r for r in rows if r["case"] == "sn_dstep" and r["median_ms"]}
@@ -717,7 +652,10 @@ def sn_share_lines(rows: list[dict]) -> list[str]:
 BYTES_COUNTED = {
     "sn": "sn_fwd: 4*W (two power-iteration reads, W/sigma read + write); "
     "sn_bwd: 4*W (grad read twice, W read, grad_W written); dstep: none",
-    "conv": "bias_lrelu: 5*X (x read, y written; dy and y read, dx written)",
+    "conv": "bias_lrelu: 5*X (x read, y written; dy and y read, dx written); "
+    "instnorm_lrelu: 8*X (x read twice, y written; two passes reading dy and x, dx "
+    "written); upfirdn_up2_fwd: X read + 4*X written; upfirdn_down2_fwd: X read + X/4 "
+    "written; others: none",
     "penalty": "gp_fwd_bwd: 3*G (G read for the norms, read again with dG written); "
     "interpolate: 3*X (real and fake read, x_hat written); critic steps: none",
 }
@@ -1318,6 +1256,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
+
+# The conv-block cases live in their own module; importing it registers them.
+from . import benchmark_conv  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())

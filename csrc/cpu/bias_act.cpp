@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace gankernels {
@@ -65,6 +67,30 @@ inline T derivative(T u, T z, T alpha, T gain, bool second) {
   return T(0);
 }
 
+// Storage <-> arithmetic type. bfloat16 by bit operations and a select (c10's conversion
+// branches on NaN, which keeps the loops from vectorising); other types as c10 does it.
+template <typename scalar_t>
+inline at::opmath_type<scalar_t> load(scalar_t v) {
+  return at::opmath_type<scalar_t>(v);
+}
+inline float load(c10::BFloat16 v) {
+  const uint32_t bits = uint32_t(v.x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+template <typename scalar_t>
+inline scalar_t store(at::opmath_type<scalar_t> v) {
+  return scalar_t(v);
+}
+template <>
+inline c10::BFloat16 store<c10::BFloat16>(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;  // to nearest even
+  return c10::BFloat16(uint16_t(f != f ? 0x7fc0u : rounded), c10::BFloat16::from_bits());
+}
+
 // Calls fn(i0, i1, bias_at) over [0, numel) in runs; bias_at(k) is the bias of element i0 + k.
 template <typename acc_t, typename scalar_t, typename F>
 void for_runs(int64_t numel, int64_t C, int64_t inner, const scalar_t* b, F fn) {
@@ -84,7 +110,7 @@ void for_runs(int64_t numel, int64_t C, int64_t inner, const scalar_t* b, F fn) 
   const int64_t grain = std::max<int64_t>(1, kGrain / C);
   at::parallel_for(0, runs, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      fn(r * C, (r + 1) * C, [b](int64_t k) { return acc_t(b[k]); });
+      fn(r * C, (r + 1) * C, [b](int64_t k) { return acc_t(load(b[k])); });
     }
   });
 }
@@ -98,12 +124,16 @@ void forward_impl(const at::Tensor& x, const scalar_t* b, at::Tensor& y, int64_t
   const acc_t clamp = clamp_ >= 0 ? acc_t(clamp_) : std::numeric_limits<acc_t>::infinity();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-  for_runs<acc_t>(x.numel(), C, inner, b, [&](int64_t i0, int64_t i1, auto bias_at) {
+  for_runs<acc_t>(x.numel(), C, inner, b, [=](int64_t i0, int64_t i1, auto bias_at) {
+    // Copies, not captured references: a store through yp could otherwise alias them,
+    // which keeps the compiler from vectorising.
+    const scalar_t* __restrict__ in = xp;
+    scalar_t* __restrict__ out = yp;
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
-      acc_t v = activate<A>(acc_t(xp[i]) + bias_at(i - i0), alpha) * gain;
+      acc_t v = activate<A>(load(in[i]) + bias_at(i - i0), alpha) * gain;
       v = std::min(std::max(v, -clamp), clamp);
-      yp[i] = scalar_t(v);
+      out[i] = store<scalar_t>(v);
     }
   });
 }
@@ -118,10 +148,13 @@ void grad_impl(const at::Tensor& dy, const at::Tensor& s, const scalar_t* b, at:
   const scalar_t* gp = dy.const_data_ptr<scalar_t>();
   const scalar_t* sp = s.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
-  for_runs<acc_t>(s.numel(), C, inner, b, [&](int64_t i0, int64_t i1, auto bias_at) {
+  for_runs<acc_t>(s.numel(), C, inner, b, [=](int64_t i0, int64_t i1, auto bias_at) {
+    const scalar_t* __restrict__ g = gp;
+    const scalar_t* __restrict__ saved = sp;
+    scalar_t* __restrict__ res = op;
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
-      const acc_t sv = acc_t(sp[i]);
+      const acc_t sv = load(saved[i]);
       acc_t z = sv, y = sv;
       if constexpr (A == kSwish) {
         z = sv + bias_at(i - i0);
@@ -129,7 +162,7 @@ void grad_impl(const at::Tensor& dy, const at::Tensor& s, const scalar_t* b, at:
       }
       acc_t d = derivative<A>(y * inv_gain, z, alpha, gain, second);
       const acc_t keep = clamped ? acc_t(std::abs(y) < clamp) : acc_t(1);
-      op[i] = scalar_t(acc_t(gp[i]) * d * keep);
+      res[i] = store<scalar_t>(load(g[i]) * d * keep);
     }
   });
 }

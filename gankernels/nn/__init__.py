@@ -2,12 +2,15 @@
 
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
+from .conv_block import ConvBlock, EqualizedWeight
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
 
 __all__ = [
     "utils",
     "BiasAct",
     "FusedLeakyReLU",
+    "ConvBlock",
+    "EqualizedWeight",
     "SNConv2d",
     "SNConvTranspose2d",
     "SNLinear",
