@@ -2,12 +2,14 @@
 
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
+from .norm_act import NormAct
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
 
 __all__ = [
     "utils",
     "BiasAct",
     "FusedLeakyReLU",
+    "NormAct",
     "SNConv2d",
     "SNConvTranspose2d",
     "SNLinear",
