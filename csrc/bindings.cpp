@@ -2,6 +2,7 @@
 #include <torch/extension.h>
 
 #include "cpu/bias_act.h"
+#include "cpu/norm_act.h"
 #include "cpu/penalty.h"
 #include "cpu/spectral_norm.h"
 #ifdef GK_WITH_CUDA
@@ -32,6 +33,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lerp_rows_backward_cpu", &gankernels::lerp_rows_backward_cpu);
   m.def("bias_act_forward_cpu", &gankernels::bias_act_forward_cpu);
   m.def("bias_act_grad_cpu", &gankernels::bias_act_grad_cpu);
+  m.def("norm_act_stats_cpu", &gankernels::norm_act_stats_cpu);
+  m.def("norm_act_forward_cpu", &gankernels::norm_act_forward_cpu);
+  m.def("norm_act_backward_cpu", &gankernels::norm_act_backward_cpu);
 #ifdef GK_WITH_CUDA
   m.attr("with_cuda") = true;
   m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);

@@ -3,6 +3,7 @@
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
 from .conv_block import ConvBlock, EqualizedWeight
+from .norm_act import NormAct
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "FusedLeakyReLU",
     "ConvBlock",
     "EqualizedWeight",
+    "NormAct",
     "SNConv2d",
     "SNConvTranspose2d",
     "SNLinear",
