@@ -31,7 +31,7 @@ class BiasAct(nn.Module):
             raise ValueError(f"BiasAct: channels must be an int >= 1, got {channels!r}")
         self.channels, self.act, self.alpha, self.gain = channels, act, alpha, gain
         self.clamp, self.dim = clamp, dim
-        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+        self.register_parameter("bias", nn.Parameter(torch.zeros(channels)) if bias else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return bias_act(x, self.bias, self.dim, self.act, self.alpha, self.gain, self.clamp)
