@@ -14,7 +14,10 @@ CSRC = Path(__file__).resolve().parent.parent / "csrc"
 # The extension is built on the machine that runs it (at install or on first use), so it
 # may use that CPU's vector units; GANKERNELS_PORTABLE=1 builds for any x86-64/ARM CPU.
 _NATIVE = [] if os.environ.get("GANKERNELS_PORTABLE") == "1" else ["-march=native"]
-CPU_FLAGS = ["-O3", "-fopenmp", "-std=c++17", *_NATIVE]
+# -fno-trapping-math: no code reads floating-point exception flags, and without it the
+# compiler may not turn selects (x > 0 ? a : b) into vector blends. NaN and inf semantics
+# are unchanged (this is not -ffast-math).
+CPU_FLAGS = ["-O3", "-fopenmp", "-std=c++17", "-fno-trapping-math", *_NATIVE]
 CUDA_FLAGS = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
 LINK_FLAGS = ["-fopenmp"]
 

@@ -22,46 +22,94 @@ constexpr double kSeluScale = 1.0507009873554804934193349852946;
 
 enum Act : int { kLinear, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish };
 
+// exp, expm1 and tanh in plain arithmetic for float, so that loops over them vectorise (a
+// libm call in the loop body keeps the whole loop scalar); float64 keeps libm's.
+//
+// exp(x) = 2^n * e^r, n = round(x / ln 2), |r| <= ln(2) / 2 (Cody-Waite: ln 2 in two
+// parts), e^r by its Taylor polynomial to degree 7 (truncation < 1e-8 relative). 2^n is
+// applied as two factors so that subnormal results and overflow to inf come out right.
+inline float exp_approx(float x) {
+  x = std::min(std::max(x, -104.0f), 89.0f);  // beyond: 0 and inf anyway
+  constexpr float kRound = 12582912.0f;       // 1.5 * 2^23: adding it rounds to an integer
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t k = int32_t(n), half = k / 2;
+  const int32_t bits1 = (half + 127) << 23, bits2 = (k - half + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &bits1, sizeof s1);
+  std::memcpy(&s2, &bits2, sizeof s2);
+  return p * s1 * s2;
+}
+// expm1 keeps its relative accuracy near 0 through the Taylor series there.
+inline float expm1_approx(float x) {
+  float p = 1.0f / 40320.0f;
+  p = p * x + 1.0f / 5040.0f;
+  p = p * x + 1.0f / 720.0f;
+  p = p * x + 1.0f / 120.0f;
+  p = p * x + 1.0f / 24.0f;
+  p = p * x + 1.0f / 6.0f;
+  p = p * x + 0.5f;
+  p = p * x * x + x;
+  return std::abs(x) < 0.3f ? p : exp_approx(x) - 1.0f;
+}
+// tanh(z) = sign(z) t / (t + 2), t = expm1(2 |z|); |z| capped where tanh rounds to 1.
+inline float tanh_approx(float z) {
+  const float t = expm1_approx(2.0f * std::min(std::abs(z), 10.0f));
+  return std::copysign(t / (t + 2.0f), z);
+}
+inline float exp_(float x) { return exp_approx(x); }
+inline double exp_(double x) { return std::exp(x); }
+inline float expm1_(float x) { return expm1_approx(x); }
+inline double expm1_(double x) { return std::expm1(x); }
+inline float tanh_(float x) { return tanh_approx(x); }
+inline double tanh_(double x) { return std::tanh(x); }
+
 template <int A, typename T>
 inline T activate(T z, T alpha) {
   if constexpr (A == kLinear) return z;
   // min/max rather than branches: vector blends, no mispredicted signs.
   if constexpr (A == kRelu) return std::max(z, T(0));
   if constexpr (A == kLrelu) return std::max(z, T(0)) + alpha * std::min(z, T(0));
-  if constexpr (A == kTanh) return std::tanh(z);
-  if constexpr (A == kSigmoid) return T(1) / (T(1) + std::exp(-z));
-  if constexpr (A == kElu) return z > T(0) ? z : alpha * std::expm1(z);
-  if constexpr (A == kSelu) return T(kSeluScale) * (z > T(0) ? z : alpha * std::expm1(z));
-  if constexpr (A == kSoftplus) return z > T(20) ? z : std::log1p(std::exp(z));  // torch's cut
-  if constexpr (A == kSwish) return z / (T(1) + std::exp(-z));
+  if constexpr (A == kTanh) return tanh_(z);
+  if constexpr (A == kSigmoid) return T(1) / (T(1) + exp_(-z));
+  if constexpr (A == kElu) return z > T(0) ? z : alpha * expm1_(z);
+  if constexpr (A == kSelu) return T(kSeluScale) * (z > T(0) ? z : alpha * expm1_(z));
+  if constexpr (A == kSoftplus) return z > T(20) ? z : std::log1p(exp_(z));  // torch's cut
+  if constexpr (A == kSwish) return z / (T(1) + exp_(-z));
   return z;
 }
 
 // (gain * act'(z), d(gain * act'(z))/ds): from u = y / gain for every activation but swish,
-// from z for swish (see gankernels/ops/bias_act.py).
-template <int A, typename T>
-inline T derivative(T u, T z, T alpha, T gain, bool second) {
+// from z for swish (see gankernels/ops/bias_act.py). `Second` is a template argument and
+// the data-dependent choices are selects, so that each loop vectorises: with a branch on
+// the sign of u, random signs cost a mispredicted branch per element.
+template <int A, bool Second, typename T>
+inline T derivative(T u, T z, T alpha, T gain) {
+  const bool pos = u > T(0);
   if constexpr (A == kLinear || A == kRelu || A == kLrelu) {
-    if (second) return T(0);
-    if constexpr (A == kLinear) return gain;
-    const T positive = T(u > T(0));  // 0 or 1: arithmetic, not a branch
-    if constexpr (A == kRelu) return gain * positive;
-    return gain * (positive + (T(1) - positive) * alpha);
+    if constexpr (Second || A == kLinear) return Second ? T(0) : gain;
+    if constexpr (A == kRelu) return pos ? gain : T(0);
+    return pos ? gain : gain * alpha;
   }
-  if constexpr (A == kTanh) return second ? T(-2) * u : gain * (T(1) - u * u);
-  if constexpr (A == kSigmoid) return second ? T(1) - T(2) * u : gain * u * (T(1) - u);
-  if constexpr (A == kElu) {
-    if (second) return u > T(0) ? T(0) : T(1);
-    return gain * (u > T(0) ? T(1) : u + alpha);
+  if constexpr (A == kTanh) return Second ? T(-2) * u : gain * (T(1) - u * u);
+  if constexpr (A == kSigmoid) return Second ? T(1) - T(2) * u : gain * u * (T(1) - u);
+  if constexpr (A == kElu || A == kSelu) {
+    if constexpr (Second) return pos ? T(0) : T(1);
+    const T scale = A == kSelu ? T(kSeluScale) : T(1);
+    return gain * (pos ? scale : u + scale * alpha);
   }
-  if constexpr (A == kSelu) {
-    if (second) return u > T(0) ? T(0) : T(1);
-    return gain * (u > T(0) ? T(kSeluScale) : u + T(kSeluScale) * alpha);
-  }
-  if constexpr (A == kSoftplus) return second ? std::exp(-u) : -gain * std::expm1(-u);
+  if constexpr (A == kSoftplus) return Second ? exp_(-u) : -gain * expm1_(-u);
   if constexpr (A == kSwish) {
-    const T sg = T(1) / (T(1) + std::exp(-z));
-    if (second) return gain * sg * (T(1) - sg) * (T(2) + z * (T(1) - T(2) * sg));
+    const T sg = T(1) / (T(1) + exp_(-z));
+    if constexpr (Second) return gain * sg * (T(1) - sg) * (T(2) + z * (T(1) - T(2) * sg));
     return gain * (sg + z * sg * (T(1) - sg));
   }
   return T(0);
@@ -138,13 +186,13 @@ void forward_impl(const at::Tensor& x, const scalar_t* b, at::Tensor& y, int64_t
   });
 }
 
-template <int A, typename scalar_t>
+template <int A, bool Second, typename scalar_t>
 void grad_impl(const at::Tensor& dy, const at::Tensor& s, const scalar_t* b, at::Tensor& out,
-               int64_t C, int64_t inner, double alpha_, double gain_, double clamp_,
-               bool second) {
+               int64_t C, int64_t inner, double alpha_, double gain_, double clamp_) {
   using acc_t = at::opmath_type<scalar_t>;
-  const acc_t alpha = alpha_, gain = gain_, clamp = clamp_, inv_gain = acc_t(1) / gain;
-  const bool clamped = clamp_ >= 0;
+  const acc_t alpha = alpha_, gain = gain_, inv_gain = acc_t(1) / gain;
+  const acc_t clamp = clamp_;
+  const bool unclamped = clamp_ < 0;  // then NaN gradients stay NaN, as in the reference
   const scalar_t* gp = dy.const_data_ptr<scalar_t>();
   const scalar_t* sp = s.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
@@ -160,9 +208,9 @@ void grad_impl(const at::Tensor& dy, const at::Tensor& s, const scalar_t* b, at:
         z = sv + bias_at(i - i0);
         y = activate<A>(z, alpha) * gain;
       }
-      acc_t d = derivative<A>(y * inv_gain, z, alpha, gain, second);
-      const acc_t keep = clamped ? acc_t(std::abs(y) < clamp) : acc_t(1);
-      res[i] = store<scalar_t>(load(g[i]) * d * keep);
+      const acc_t d = derivative<A, Second>(y * inv_gain, z, alpha, gain);
+      const bool keep = unclamped | (std::abs(y) < clamp);  // | not ||: no branch
+      res[i] = store<scalar_t>(keep ? load(g[i]) * d : acc_t(0));
     }
   });
 }
@@ -249,8 +297,14 @@ at::Tensor bias_act_grad_cpu(at::Tensor dy, at::Tensor s, std::optional<at::Tens
   if (s.numel() == 0) return out;
   GK_DISPATCH(s.scalar_type(), "bias_act_grad_cpu", [&] {
     dispatch_act(act, [&](auto a) {
-      grad_impl<decltype(a)::value, scalar_t>(dy, s, static_cast<const scalar_t*>(bp), out, C,
-                                              inner, alpha, gain, clamp, order == 2);
+      const auto* bs = static_cast<const scalar_t*>(bp);
+      if (order == 2) {
+        grad_impl<decltype(a)::value, true, scalar_t>(dy, s, bs, out, C, inner, alpha, gain,
+                                                       clamp);
+      } else {
+        grad_impl<decltype(a)::value, false, scalar_t>(dy, s, bs, out, C, inner, alpha, gain,
+                                                        clamp);
+      }
     });
   });
   return out;
