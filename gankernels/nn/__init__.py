@@ -3,6 +3,7 @@
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
+from .upfirdn2d import Downsample2d, Upsample2d
 
 __all__ = [
     "utils",
@@ -12,4 +13,6 @@ __all__ = [
     "SNConvTranspose2d",
     "SNLinear",
     "SNEmbedding",
+    "Upsample2d",
+    "Downsample2d",
 ]

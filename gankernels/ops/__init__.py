@@ -4,5 +4,17 @@ registration and the dispatch to the selected backend."""
 from .bias_act import bias_act
 from .penalty import gradient_penalty, interpolate, r1_penalty
 from .spectral_norm import spectral_norm
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
-__all__ = ["bias_act", "gradient_penalty", "interpolate", "r1_penalty", "spectral_norm"]
+__all__ = [
+    "bias_act",
+    "gradient_penalty",
+    "interpolate",
+    "r1_penalty",
+    "spectral_norm",
+    "upfirdn2d",
+    "setup_filter",
+    "upsample2d",
+    "downsample2d",
+    "filter2d",
+]
