@@ -97,11 +97,18 @@ def layouts(x):
 @pytest.mark.parametrize("fname", list(FILTERS))
 def test_matches_reference(backend, device, case, fname):
     up, down, pad = case
+    # Interpreted Triton takes seconds a launch: a share of the combinations there (its
+    # kernel is compared case by case in test_triton_upfirdn2d_kernels).
+    interpreted = backend == "triton" and device == "cpu"
+    if interpreted and fname not in ("1d4", "2d3x4"):
+        pytest.skip("interpreted Triton: covered by the 1d4 and 2d3x4 filters")
     base = torch.randn(2, 3, 7, 6, dtype=torch.float64, device=device)
     f = FILTERS[fname]().double().to(device)
     for flip, gain in ((False, 1.0), (True, 0.7)):
         want = reference_upfirdn2d_forward(base, f, *up, *down, *pad, flip, gain)
         for name, x in layouts(base).items():
+            if interpreted and name in ("permuted", "sliced"):
+                continue  # copied to contiguous before any backend sees them
             with gk.use_backend(backend):
                 y = call(x, f, up, down, pad, flip, gain)
             torch.testing.assert_close(y, want, **TOL[torch.float64], msg=name)
@@ -210,21 +217,21 @@ def test_helpers_sizes_and_values(backend, device):
 def test_constant_image_is_preserved(backend, device):
     """A normalised filter keeps a constant image constant away from the zero borders, in
     upsample2d (whose gain ux*uy makes up for the inserted zeros), downsample2d and filter2d."""
-    x = torch.full((1, 2, 12, 10), 3.25, dtype=torch.float64, device=device)
-    for taps in ([1, 3, 3, 1], [1, 2, 1]):
-        f = gk.ops.setup_filter(taps, device=device).double()
-        with gk.use_backend(backend):
-            outs = [
-                gk.ops.upsample2d(x, f),
-                gk.ops.upsample2d(x, f, up=(3, 2)),
-                gk.ops.downsample2d(x, f),
-                gk.ops.filter2d(x, f),
-            ]
-        for y in outs:
-            interior = y[:, :, 3:-3, 3:-3]
-            assert interior.numel() > 0
-            torch.testing.assert_close(interior, torch.full_like(interior, 3.25))
-            assert (y[:, :, 0, 0] - 3.25).abs().max() > 1e-3  # the border sees the zero pad
+    x = torch.full((1, 2, 30, 27), 3.25, dtype=torch.float64, device=device)
+    # Each filter's polyphase components sum alike for its factor (so that it keeps a
+    # constant): [1, 3, 3, 1] and [1, 2, 1] for 2x, [1, 2, 3, 2, 1] for 3x.
+    outs = []
+    with gk.use_backend(backend):
+        for taps in ([1, 3, 3, 1], [1, 2, 1]):
+            f = gk.ops.setup_filter(taps, device=device).double()
+            outs += [gk.ops.upsample2d(x, f), gk.ops.downsample2d(x, f), gk.ops.filter2d(x, f)]
+        f3 = gk.ops.setup_filter([1, 2, 3, 2, 1], device=device).double()
+        outs += [gk.ops.upsample2d(x, f3, up=3), gk.ops.downsample2d(x, f3, down=3)]
+    for y in outs:
+        interior = y[:, :, 3:-3, 3:-3]
+        assert interior.numel() > 0
+        torch.testing.assert_close(interior, torch.full_like(interior, 3.25))
+        assert (y[:, :, 0, 0] - 3.25).abs().max() > 1e-3  # the border sees the zero pad
 
 
 def test_setup_filter():
