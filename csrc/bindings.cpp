@@ -5,10 +5,12 @@
 #include "cpu/norm_act.h"
 #include "cpu/penalty.h"
 #include "cpu/spectral_norm.h"
+#include "cpu/upfirdn2d.h"
 #ifdef GK_WITH_CUDA
 #include "cuda/bias_act_launch.h"
 #include "cuda/penalty_launch.h"
 #include "cuda/spectral_norm_launch.h"
+#include "cuda/upfirdn2d_launch.h"
 #endif
 
 // The build passes -DGK_SOURCES_HASH=<hex> unquoted (shell quoting differs between
@@ -36,6 +38,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("norm_act_stats_cpu", &gankernels::norm_act_stats_cpu);
   m.def("norm_act_forward_cpu", &gankernels::norm_act_forward_cpu);
   m.def("norm_act_backward_cpu", &gankernels::norm_act_backward_cpu);
+  m.def("upfirdn2d_forward_cpu", &gankernels::upfirdn2d_forward_cpu);
 #ifdef GK_WITH_CUDA
   m.attr("with_cuda") = true;
   m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);
@@ -46,6 +49,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lerp_rows_backward_cuda", &lerp_rows_backward_cuda);
   m.def("bias_act_forward_cuda", &bias_act_forward_cuda);
   m.def("bias_act_grad_cuda", &bias_act_grad_cuda);
+  m.def("upfirdn2d_forward_cuda", &upfirdn2d_forward_cuda);
 #else
   m.attr("with_cuda") = false;
 #endif

@@ -5,6 +5,7 @@ from .bias_act import BiasAct, FusedLeakyReLU
 from .conv_block import ConvBlock, EqualizedWeight
 from .norm_act import NormAct
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
+from .upfirdn2d import Downsample2d, Upsample2d
 
 __all__ = [
     "utils",
@@ -17,4 +18,6 @@ __all__ = [
     "SNConvTranspose2d",
     "SNLinear",
     "SNEmbedding",
+    "Upsample2d",
+    "Downsample2d",
 ]

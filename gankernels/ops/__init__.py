@@ -5,5 +5,18 @@ from .bias_act import bias_act
 from .norm_act import norm_act
 from .penalty import gradient_penalty, interpolate, r1_penalty
 from .spectral_norm import spectral_norm
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
-__all__ = ["bias_act", "norm_act", "gradient_penalty", "interpolate", "r1_penalty", "spectral_norm"]
+__all__ = [
+    "bias_act",
+    "norm_act",
+    "gradient_penalty",
+    "interpolate",
+    "r1_penalty",
+    "spectral_norm",
+    "upfirdn2d",
+    "setup_filter",
+    "upsample2d",
+    "downsample2d",
+    "filter2d",
+]
