@@ -280,7 +280,9 @@ def test_r1_penalty_through_norm_act_matches_torch():
     fused[5] = nn.Identity()
 
     def r1(model):
-        x = torch.randn(4, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        x = torch.randn(
+            4, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        )
         x.requires_grad_(True)
         (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
         penalty = g.pow(2).sum()
