@@ -8,6 +8,7 @@
 #include "cpu/upfirdn2d.h"
 #ifdef GK_WITH_CUDA
 #include "cuda/bias_act_launch.h"
+#include "cuda/norm_act_launch.h"
 #include "cuda/penalty_launch.h"
 #include "cuda/spectral_norm_launch.h"
 #include "cuda/upfirdn2d_launch.h"
@@ -50,6 +51,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bias_act_forward_cuda", &bias_act_forward_cuda);
   m.def("bias_act_grad_cuda", &bias_act_grad_cuda);
   m.def("upfirdn2d_forward_cuda", &upfirdn2d_forward_cuda);
+  m.def("norm_act_stats_cuda", &norm_act_stats_cuda);
+  m.def("norm_act_forward_cuda", &norm_act_forward_cuda);
+  m.def("norm_act_backward_cuda", &norm_act_backward_cuda);
 #else
   m.attr("with_cuda") = false;
 #endif

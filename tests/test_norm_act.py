@@ -280,7 +280,9 @@ def test_r1_penalty_through_norm_act_matches_torch():
     fused[5] = nn.Identity()
 
     def r1(model):
-        x = torch.randn(4, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        x = torch.randn(
+            4, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        )
         x.requires_grad_(True)
         (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
         penalty = g.pow(2).sum()
@@ -374,8 +376,7 @@ def test_from_modules_shares_tensors_and_matches(norm, act):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
     for (name, b), c in zip(norm.named_buffers(), ref_norm.buffers(), strict=True):
         torch.testing.assert_close(b, c, msg=name)  # updated through the shared tensors
-    norm.eval()
-    assert not fused.training or True  # train mode is per module; set both:
+    # Train / eval mode belongs to each module (the tensors are shared, the flag is not).
     fused.eval()
     ref_norm.eval()
     x = torch.randn(shape, dtype=torch.float64)
@@ -468,3 +469,28 @@ def test_bad_input():
     # torch says the same for a batch of one in training mode.
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         nn.BatchNorm2d(3)(torch.randn(1, 3, 1, 1))
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+@pytest.mark.parametrize("kind", ["instance", "batch"])
+@pytest.mark.parametrize("cl", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu", "tanh"])
+def test_float32_vector_widths_and_tails(backend, device, kind, cl, act):
+    """19 channels and 37 spatial elements: full SIMD vectors plus tails, in both layouts."""
+    x = torch.randn(3, 19, 37, 1, device=device) * 2 + 1
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w = torch.randn(19, device=device, requires_grad=True)
+    b = torch.randn(19, device=device, requires_grad=True)
+    with gk.use_backend(backend):
+        y = gk.ops.norm_act(x, w, b, kind=kind, act=act)
+        up = torch.randn_like(y)
+        y.backward(up)
+    leaves = [t.detach().double().requires_grad_(True) for t in (x, w, b)]
+    with gk.use_backend("reference"):
+        want = gk.ops.norm_act(*leaves, kind=kind, act=act)
+    want.backward(up.double())
+    torch.testing.assert_close(y.double(), want, **TOL[torch.float32])
+    for got, ref in zip((x, w, b), leaves, strict=True):
+        torch.testing.assert_close(got.grad.double(), ref.grad, **TOL[torch.float32])

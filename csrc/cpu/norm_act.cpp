@@ -7,14 +7,23 @@
 // Statistics are numerically sound: a two-pass mean / squared deviation over data that is
 // in cache (a plane or a chunk), partial results combined in double with Chan's formula.
 // The activation is a compile-time constant so that each variant gets its own loop.
+// ATen's SIMD wrappers (at::vec) use AVX2 only when told to; the extension is built for the
+// host CPU, so use them when the compiler targets AVX2 (same namespace as ATen's AVX2 code).
+#if defined(__AVX2__) && defined(__FMA__) && !defined(CPU_CAPABILITY)
+#define CPU_CAPABILITY AVX2
+#define CPU_CAPABILITY_AVX2
+#endif
+
 #include "norm_act.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 namespace gankernels {
@@ -88,6 +97,33 @@ void dispatch_act(int64_t act, F fn) {
     case kSwish: return fn(std::integral_constant<int, kSwish>{});
     default: TORCH_CHECK(false, "norm_act (cpu): unknown act code ", act, " (expected 0..8)");
   }
+}
+
+// Explicit SIMD (at::vec) for float / double data with a piecewise-linear activation: the
+// compiler turns act'(z) = (z > 0 ? 1 : alpha) into branches otherwise, which random
+// signs make slow. Other dtypes and activations use the plain loops.
+template <int A, typename scalar_t, typename acc_t>
+constexpr bool kUseVec = std::is_same_v<scalar_t, acc_t> &&
+                         (A == kLinear || A == kRelu || A == kLrelu);
+
+template <int A, typename T>
+inline at::vec::Vectorized<T> vec_act_grad(const at::vec::Vectorized<T>& z, T alpha) {
+  using V = at::vec::Vectorized<T>;
+  if constexpr (A == kLinear) {
+    return V(T(1));
+  } else {
+    const T below = A == kRelu ? T(0) : alpha;
+    return V::blendv(V(below), V(T(1)), z > V(T(0)));
+  }
+}
+
+template <typename T>
+inline T vec_sum(const at::vec::Vectorized<T>& v) {
+  T lanes[at::vec::Vectorized<T>::size()];
+  v.store(lanes);
+  T s = 0;
+  for (int k = 0; k < at::vec::Vectorized<T>::size(); ++k) s += lanes[k];
+  return s;
 }
 
 const char* kFn = "norm_act (cpu)";
@@ -360,8 +396,22 @@ void plane_sums(const scalar_t* dyp, const scalar_t* xp, int64_t n, acc_t m, acc
   for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
     const int64_t b1 = std::min(n, b0 + kBlock);
     acc_t sg = 0, sgx = 0;
+    int64_t i0 = b0;
+    if constexpr (kUseVec<A, scalar_t, acc_t>) {
+      using V = at::vec::Vectorized<acc_t>;
+      const V vm(m), vsc(sc), vsh(sh);
+      V vg(acc_t(0)), vgx(acc_t(0));
+      for (; i0 + V::size() <= b1; i0 += V::size()) {
+        const V d = V::loadu(xp + i0) - vm;
+        const V g = V::loadu(dyp + i0) * vec_act_grad<A>(d * vsc + vsh, alpha);
+        vg = vg + g;
+        vgx = vgx + g * d;
+      }
+      sg = vec_sum(vg);
+      sgx = vec_sum(vgx);
+    }
 #pragma omp simd reduction(+ : sg, sgx)
-    for (int64_t i = b0; i < b1; ++i) {
+    for (int64_t i = i0; i < b1; ++i) {
       const acc_t d = acc_t(xp[i]) - m;
       const acc_t g = acc_t(dyp[i]) * activate_grad<A>(d * sc + sh, alpha);
       sg += g;
@@ -376,8 +426,18 @@ void plane_sums(const scalar_t* dyp, const scalar_t* xp, int64_t n, acc_t m, acc
 template <int A, typename scalar_t, typename acc_t>
 void plane_dx(const scalar_t* dyp, const scalar_t* xp, scalar_t* dxp, int64_t n, acc_t m,
               acc_t sc, acc_t sh, acc_t alpha, acc_t cx, acc_t c0) {
+  int64_t i0 = 0;
+  if constexpr (kUseVec<A, scalar_t, acc_t>) {
+    using V = at::vec::Vectorized<acc_t>;
+    const V vm(m), vsc(sc), vsh(sh), vcx(cx), vc0(c0);
+    for (; i0 + V::size() <= n; i0 += V::size()) {
+      const V d = V::loadu(xp + i0) - vm;
+      const V g = V::loadu(dyp + i0) * vec_act_grad<A>(d * vsc + vsh, alpha);
+      (vsc * g + vcx * d + vc0).store(dxp + i0);
+    }
+  }
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = i0; i < n; ++i) {
     const acc_t d = acc_t(xp[i]) - m;
     const acc_t g = acc_t(dyp[i]) * activate_grad<A>(d * sc + sh, alpha);
     dxp[i] = scalar_t(sc * g + cx * d + c0);
@@ -455,8 +515,19 @@ void backward_impl(const at::Tensor& dy, const at::Tensor& x, const Layout& l, b
                       *sh = k.shift.data() + o, *rs = k.rstd.data() + o;
           const scalar_t* xr = xp + r * C;
           const scalar_t* dyr = dyp + r * C;
+          int64_t c0 = 0;
+          if constexpr (kUseVec<A, scalar_t, acc_t>) {
+            using V = at::vec::Vectorized<acc_t>;
+            for (; c0 + V::size() <= C; c0 += V::size()) {
+              const V d = V::loadu(xr + c0) - V::loadu(m + c0);
+              const V z = d * V::loadu(sc + c0) + V::loadu(sh + c0);
+              const V g = V::loadu(dyr + c0) * vec_act_grad<A>(z, alpha);
+              (V::loadu(s + c0) + g).store(s + c0);
+              (V::loadu(sx + c0) + g * d * V::loadu(rs + c0)).store(sx + c0);
+            }
+          }
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
+          for (int64_t c = c0; c < C; ++c) {
             const acc_t d = acc_t(xr[c]) - m[c];
             const acc_t g = acc_t(dyr[c]) * activate_grad<A>(d * sc[c] + sh[c], alpha);
             s[c] += g;
@@ -487,8 +558,19 @@ void backward_impl(const at::Tensor& dy, const at::Tensor& x, const Layout& l, b
         const scalar_t* xr = xp + r * C;
         const scalar_t* dyr = dyp + r * C;
         scalar_t* dxr = dxp + r * C;
+        int64_t cstart = 0;
+        if constexpr (kUseVec<A, scalar_t, acc_t>) {
+          using V = at::vec::Vectorized<acc_t>;
+          for (; cstart + V::size() <= C; cstart += V::size()) {
+            const V d = V::loadu(xr + cstart) - V::loadu(m + cstart);
+            const V scv = V::loadu(sc + cstart);
+            const V g = V::loadu(dyr + cstart) *
+                        vec_act_grad<A>(d * scv + V::loadu(sh + cstart), alpha);
+            (scv * g + V::loadu(cx + cstart) * d + V::loadu(c0 + cstart)).store(dxr + cstart);
+          }
+        }
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = cstart; c < C; ++c) {
           const acc_t d = acc_t(xr[c]) - m[c];
           const acc_t g = acc_t(dyr[c]) * activate_grad<A>(d * sc[c] + sh[c], alpha);
           dxr[c] = scalar_t(sc[c] * g + cx[c] * d + c0[c]);

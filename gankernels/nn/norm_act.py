@@ -150,8 +150,7 @@ class NormAct(nn.Module):
             )
         if norm.momentum is None:
             raise ValueError(
-                "NormAct.from_modules: momentum=None (a cumulative moving average) is not "
-                "supported"
+                "NormAct.from_modules: momentum=None (a cumulative moving average) is not supported"
             )
         act_name, alpha = _activation_of(act)
         fused = cls(
