@@ -2,6 +2,8 @@
 #include <torch/extension.h>
 
 #include "cpu/bias_act.h"
+#include "cpu/minibatch_stddev.h"
+#include "cpu/modulated_conv.h"
 #include "cpu/penalty.h"
 #include "cpu/spectral_norm.h"
 #ifdef GK_WITH_CUDA
@@ -32,6 +34,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lerp_rows_backward_cpu", &gankernels::lerp_rows_backward_cpu);
   m.def("bias_act_forward_cpu", &gankernels::bias_act_forward_cpu);
   m.def("bias_act_grad_cpu", &gankernels::bias_act_grad_cpu);
+  m.def("minibatch_stddev_stats_cpu", &gankernels::minibatch_stddev_stats_cpu);
+  m.def("minibatch_stddev_stats_grad_cpu", &gankernels::minibatch_stddev_stats_grad_cpu);
+  m.def("modconv_weight_cpu", &gankernels::modconv_weight_cpu);
+  m.def("modconv_weight_grad_cpu", &gankernels::modconv_weight_grad_cpu);
 #ifdef GK_WITH_CUDA
   m.attr("with_cuda") = true;
   m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);

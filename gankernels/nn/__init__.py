@@ -2,12 +2,16 @@
 
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
+from .minibatch_stddev import MinibatchStdDev
+from .modulated_conv import ModulatedConv2d
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
 
 __all__ = [
     "utils",
     "BiasAct",
     "FusedLeakyReLU",
+    "MinibatchStdDev",
+    "ModulatedConv2d",
     "SNConv2d",
     "SNConvTranspose2d",
     "SNLinear",
