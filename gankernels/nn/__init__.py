@@ -5,6 +5,7 @@ from .bias_act import BiasAct, FusedLeakyReLU
 from .minibatch_stddev import MinibatchStdDev
 from .modulated_conv import ModulatedConv2d
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
+from .upfirdn2d import Downsample2d, Upsample2d
 
 __all__ = [
     "utils",
@@ -16,4 +17,6 @@ __all__ = [
     "SNConvTranspose2d",
     "SNLinear",
     "SNEmbedding",
+    "Upsample2d",
+    "Downsample2d",
 ]

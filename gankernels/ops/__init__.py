@@ -6,6 +6,7 @@ from .minibatch_stddev import minibatch_stddev
 from .modulated_conv2d import modulated_conv2d
 from .penalty import gradient_penalty, interpolate, r1_penalty
 from .spectral_norm import spectral_norm
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
     "bias_act",
@@ -15,4 +16,9 @@ __all__ = [
     "interpolate",
     "r1_penalty",
     "spectral_norm",
+    "upfirdn2d",
+    "setup_filter",
+    "upsample2d",
+    "downsample2d",
+    "filter2d",
 ]
