@@ -226,9 +226,139 @@ def test_bad_input():
                 gk.ops.modulated_conv2d(x, weight, styles, **{name: bad})
         with pytest.raises(ValueError, match=f"{name}=3 is not supported; supported"):
             gk.ops.modulated_conv2d(x, weight, styles, **{name: 3})
+    with pytest.raises(ValueError, match="up and down cannot both be > 1"):
+        gk.ops.modulated_conv2d(x, weight, styles, up=2, down=2)
     with pytest.raises(ValueError, match="padding must be an int >= 0"):
         gk.ops.modulated_conv2d(x, weight, styles, padding=-1)
     with pytest.raises(ValueError, match="ModulatedConv2d: up must be one of"):
         gk.nn.ModulatedConv2d(4, 3, 3, 8, up=0)
     with pytest.raises(ValueError, match="ModulatedConv2d: style_dim must be an int >= 1"):
         gk.nn.ModulatedConv2d(4, 3, 3, 0)
+
+
+# ---------------------------------------------------------------------------------------
+# up=2 / down=2: against the resampling written out in plain torch.
+
+
+def _fir(x, f, pad, gain=1.0):
+    """Pad (negative: crop) x by pad = (x0, x1, y0, y1) and convolve every channel with
+    the 2-D filter f times gain (a convolution: the filter is flipped for conv2d)."""
+    C = x.shape[1]
+    x = F.pad(x, list(pad))
+    k = (f.flip([0, 1]) * gain).to(x.dtype).expand(C, 1, *f.shape)
+    return F.conv2d(x, k, groups=C)
+
+
+def _zero_insert(x, up):
+    N, C, H, W = x.shape
+    z = x.new_zeros(N, C, (H - 1) * up + 1, (W - 1) * up + 1)
+    z[:, :, ::up, ::up] = x
+    return z
+
+
+def plain_resampled_modconv(x, weight, styles, f, up, down, padding, demodulate=True):
+    """StyleGAN2's up / down modulated convolution as explicit steps. up: the transposed
+    convolution is zero insertion, a full padding and a convolution with the flipped
+    weight; then the filter (gain up^2) with the padding that makes the output exactly up
+    times a same-size convolution. down: the filter, then a stride-2 convolution."""
+    N, C, H, W = x.shape
+    kh, kw = weight.shape[2:]
+    fh, fw = f.shape
+    w = stylegan2_weight(weight, styles, demodulate).reshape(-1, C, kh, kw)
+    xg = x.reshape(1, -1, H, W)
+    if down > 1:
+        pad = (
+            padding + (fw - down + 1) // 2,
+            padding + (fw - down) // 2,
+            padding + (fh - down + 1) // 2,
+            padding + (fh - down) // 2,
+        )
+        y = F.conv2d(_fir(xg, f, pad), w, stride=down, groups=N)
+    else:
+        z = F.pad(_zero_insert(xg, up), [kw - 1, kw - 1, kh - 1, kh - 1])
+        y = F.conv2d(z, w.flip([2, 3]), groups=N)
+        pad = (
+            padding + (fw + up - 1) // 2 - (kw - 1),
+            padding + (fw - up) // 2 - (kw - up),
+            padding + (fh + up - 1) // 2 - (kh - 1),
+            padding + (fh - up) // 2 - (kh - up),
+        )
+        y = _fir(y, f, pad, gain=up * up)
+    return y.reshape(N, -1, *y.shape[2:])
+
+
+RESAMPLE_CASES = [
+    # (N, O, I, k, H, W, up, down, filter taps)
+    (2, 3, 4, 3, 6, 8, 2, 1, (1, 3, 3, 1)),
+    (2, 3, 4, 3, 8, 6, 1, 2, (1, 3, 3, 1)),
+    (3, 2, 3, 1, 5, 7, 2, 1, (1, 3, 3, 1)),  # 1x1 kernel, odd sizes
+    (3, 2, 3, 1, 6, 10, 1, 2, (1, 3, 3, 1)),
+    (1, 4, 2, 5, 4, 5, 2, 1, (1, 2, 1)),  # odd filter and kernel
+    (2, 2, 5, 5, 9, 7, 1, 2, (1, 2, 1)),
+]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+@pytest.mark.parametrize("case", RESAMPLE_CASES, ids=lambda c: "-".join(map(str, c[:8])))
+def test_resampled_matches_plain_torch(backend, device, case):
+    N, Co, C, k, H, W, up, down, taps = case
+    x, weight, styles = inputs(N, Co, C, k, H, W, device)
+    f = gk.ops.setup_filter(taps, device=device).double()
+    for xl in (x, x.contiguous(memory_format=torch.channels_last)):
+        args = [t.clone().requires_grad_(True) for t in (xl, weight, styles)]
+        ref = [t.clone().requires_grad_(True) for t in (x, weight, styles)]
+        with gk.use_backend(backend):
+            y = gk.ops.modulated_conv2d(*args, up=up, down=down, padding=k // 2, resample_filter=f)
+        want = plain_resampled_modconv(*ref, f, up, down, k // 2)
+        if k % 2 == 1:  # a same-size convolution: exactly up times / 1/down times the size
+            assert y.shape[2:] == (H * up // down, W * up // down)
+        torch.testing.assert_close(y, want, **TOL[torch.float64])
+        dy = torch.randn_like(want)
+        for a, b in zip(
+            torch.autograd.grad(y, args, dy), torch.autograd.grad(want, ref, dy), strict=True
+        ):
+            torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_resampled_box_filter_is_nearest_upsampling_and_average_pooling():
+    """With a box filter [1, 1], a 1x1 all-ones weight and unit styles, up=2 is nearest
+    neighbour upsampling and down=2 is 2x2 average pooling (torch's own ops)."""
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    ones = (
+        torch.ones(3, 3, 1, 1, dtype=torch.float64)
+        * torch.eye(3, dtype=torch.float64)[:, :, None, None]
+    )
+    styles = torch.ones(2, 3, dtype=torch.float64)
+    up = gk.ops.modulated_conv2d(x, ones, styles, demodulate=False, up=2, resample_filter=[1, 1])
+    torch.testing.assert_close(up, F.interpolate(x, scale_factor=2, mode="nearest"))
+    down = gk.ops.modulated_conv2d(
+        x, ones, styles, demodulate=False, down=2, resample_filter=[1, 1]
+    )
+    torch.testing.assert_close(down, F.avg_pool2d(x, 2))
+
+
+def test_resampled_gradcheck_and_gradgradcheck():
+    f = gk.ops.setup_filter((1, 3, 3, 1)).double()
+    for up, down in ((2, 1), (1, 2)):
+        args = [t.requires_grad_(True) for t in inputs(2, 2, 2, 3, 4, 4, "cpu")]
+
+        def fn(x, weight, styles, up=up, down=down):
+            return gk.ops.modulated_conv2d(
+                x, weight, styles, up=up, down=down, padding=1, resample_filter=f
+            )
+
+        assert torch.autograd.gradcheck(fn, args)
+        assert torch.autograd.gradgradcheck(fn, args)
+
+
+def test_module_up_down_shapes():
+    x, w = torch.randn(2, 4, 8, 6), torch.randn(2, 5)
+    up = gk.nn.ModulatedConv2d(4, 3, 3, 5, up=2)
+    assert up(x, w).shape == (2, 3, 16, 12)
+    down = gk.nn.ModulatedConv2d(4, 3, 3, 5, down=2)
+    assert down(x, w).shape == (2, 3, 4, 3)
+    torch.testing.assert_close(down.resample_filter.sum(), torch.tensor(1.0))
+    styles = w @ (up.affine_weight / 5**0.5).t() + 1
+    f = gk.ops.setup_filter((1, 3, 3, 1))
+    want = plain_resampled_modconv(x, up.weight / 6, styles, f, 2, 1, 1)
+    torch.testing.assert_close(up(x, w), want, rtol=1e-5, atol=1e-5)

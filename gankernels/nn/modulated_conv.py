@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..ops.modulated_conv2d import SUPPORTED_FACTORS, modulated_conv2d
+from ..ops.upfirdn2d import setup_filter
 
 
 class ModulatedConv2d(nn.Module):
@@ -51,8 +52,8 @@ class ModulatedConv2d(nn.Module):
         self.affine_weight = nn.Parameter(torch.randn(in_channels, style_dim))
         self.affine_bias = nn.Parameter(torch.ones(in_channels))
         self.affine_gain = 1 / math.sqrt(style_dim)
-        f = torch.as_tensor(resample_filter, dtype=torch.float32)
-        self.register_buffer("resample_filter", f, persistent=False)
+        # Normalised to sum 1 (the up path's gain of 4 keeps the signal's level).
+        self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = torch.addmm(self.affine_bias, w, self.affine_weight.t() * self.affine_gain)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as torch_F
 
 from .. import _backend
+from .upfirdn2d import setup_filter, upfirdn2d
 
 EPS = 1e-8
 
@@ -188,7 +189,8 @@ def modulated_conv2d(
     (N, I) -> (N, O, H', W'). Each sample's weight is scaled by its styles along the
     input channels and, with demodulate, every output filter normalised to unit norm;
     then one grouped convolution (groups=N) with `padding`. up/down (1 or 2) resample
-    with `resample_filter` (a 2-D FIR filter tensor; [1, 3, 3, 1] when None)."""
+    with `resample_filter`: a filter tensor as upfirdn2d takes it, or a list / tuple of
+    taps (normalised by setup_filter); [1, 3, 3, 1] when None."""
     for name, t, dims in (("x", x, 4), ("weight", weight, 4), ("styles", styles, 2)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() != dims:
             shape = (
@@ -238,12 +240,44 @@ def modulated_conv2d(
     if up == 1 and down == 1:
         y = torch_F.conv2d(xg, w, padding=padding, groups=N)
     else:
-        y = _resampled_conv(xg, w, N, up, down, padding, resample_filter)
+        f = _resample_filter(resample_filter, x)
+        y = _resampled_conv(xg, w, N, up, down, padding, f)
     return y.reshape(N, C_out, *y.shape[2:])
 
 
-def _resampled_conv(xg, w, N, up, down, padding, resample_filter):
-    raise ValueError(
-        f"modulated_conv2d: up={up}, down={down} needs upfirdn2d, which is not available; "
-        "only up=1, down=1 is supported"
-    )
+def _resample_filter(f, x: torch.Tensor) -> torch.Tensor:
+    """The FIR filter for up/down: [1, 3, 3, 1] when None, a list / tuple through
+    setup_filter (normalised), a tensor as given."""
+    if f is None:
+        f = (1, 3, 3, 1)
+    if not isinstance(f, torch.Tensor):
+        f = setup_filter(f)
+    return f.to(x.device)
+
+
+def _resampled_conv(xg, w, groups, up, down, padding, f):
+    """StyleGAN2's resampled convolution of the grouped input xg with the (groups * O, I,
+    kh, kw) weight w. up=2: a stride-2 transposed convolution, then the filter (gain 4);
+    down=2: the filter, then a stride-2 convolution. padding (py, px) is the padding of
+    the convolution; the filter's own padding keeps the output at exactly twice / half
+    the size of a same-size convolution."""
+    fh, fw = (f.shape[0], f.shape[0]) if f.dim() == 1 else tuple(f.shape)
+    kh, kw = w.shape[2:]
+    py0 = py1 = padding[0]
+    px0 = px1 = padding[1]
+    if down > 1:
+        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
+        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
+        xg = upfirdn2d(xg, f, padding=(px0, px1, py0, py1))
+        return torch_F.conv2d(xg, w, stride=down, groups=groups)
+    # The filter's padding after a transposed convolution of size (H - 1) * up + k; the
+    # part of it that is a crop on both sides is done by the transposed convolution.
+    px0, px1 = px0 + (fw + up - 1) // 2 - (kw - 1), px1 + (fw - up) // 2 - (kw - up)
+    py0, py1 = py0 + (fh + up - 1) // 2 - (kh - 1), py1 + (fh - up) // 2 - (kh - up)
+    pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
+    # conv_transpose2d takes (in, out / groups, kh, kw) per group.
+    C_out, C_in = w.shape[0] // groups, w.shape[1]
+    wt = w.reshape(groups, C_out, C_in, kh, kw).transpose(1, 2)
+    wt = wt.reshape(groups * C_in, C_out, kh, kw)
+    y = torch_F.conv_transpose2d(xg, wt, stride=up, padding=(pyt, pxt), groups=groups)
+    return upfirdn2d(y, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
