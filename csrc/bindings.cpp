@@ -8,6 +8,8 @@
 #include "cpu/spectral_norm.h"
 #ifdef GK_WITH_CUDA
 #include "cuda/bias_act_launch.h"
+#include "cuda/minibatch_stddev_launch.h"
+#include "cuda/modulated_conv_launch.h"
 #include "cuda/penalty_launch.h"
 #include "cuda/spectral_norm_launch.h"
 #endif
@@ -48,6 +50,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lerp_rows_backward_cuda", &lerp_rows_backward_cuda);
   m.def("bias_act_forward_cuda", &bias_act_forward_cuda);
   m.def("bias_act_grad_cuda", &bias_act_grad_cuda);
+  m.def("minibatch_stddev_stats_cuda", &minibatch_stddev_stats_cuda);
+  m.def("minibatch_stddev_stats_grad_cuda", &minibatch_stddev_stats_grad_cuda);
+  m.def("modconv_weight_cuda", &modconv_weight_cuda);
+  m.def("modconv_weight_grad_cuda", &modconv_weight_grad_cuda);
 #else
   m.attr("with_cuda") = false;
 #endif
