@@ -5,7 +5,9 @@ Per sample n the weight is scaled by that sample's styles along the input channe
 with demodulation, each output filter renormalised to unit norm:
     a[n, o, i, k] = weight[o, i, k] * styles[n, i]
     w[n, o, i, k] = a[n, o, i, k] * dcoef[n, o],  dcoef = rsqrt(sum_{i,k} a^2 + eps)
-and the N per-sample weights run as one grouped convolution (groups=N).
+and the N per-sample weights run as one grouped convolution (groups=N). up=2 is a
+stride-2 transposed convolution followed by the FIR resample filter (upfirdn2d, gain 4);
+down=2 is the filter followed by a stride-2 convolution (StyleGAN2's resampling).
 
 Two kernels per backend prepare the weights (the convolution is torch's):
   modconv_weight(weight, styles, demodulate, eps)          -> w (N, O, I, kh, kw)
