@@ -2,12 +2,16 @@
 #include <torch/extension.h>
 
 #include "cpu/bias_act.h"
+#include "cpu/minibatch_stddev.h"
+#include "cpu/modulated_conv.h"
 #include "cpu/norm_act.h"
 #include "cpu/penalty.h"
 #include "cpu/spectral_norm.h"
 #include "cpu/upfirdn2d.h"
 #ifdef GK_WITH_CUDA
 #include "cuda/bias_act_launch.h"
+#include "cuda/minibatch_stddev_launch.h"
+#include "cuda/modulated_conv_launch.h"
 #include "cuda/norm_act_launch.h"
 #include "cuda/penalty_launch.h"
 #include "cuda/spectral_norm_launch.h"
@@ -40,6 +44,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("norm_act_forward_cpu", &gankernels::norm_act_forward_cpu);
   m.def("norm_act_backward_cpu", &gankernels::norm_act_backward_cpu);
   m.def("upfirdn2d_forward_cpu", &gankernels::upfirdn2d_forward_cpu);
+  m.def("minibatch_stddev_stats_cpu", &gankernels::minibatch_stddev_stats_cpu);
+  m.def("minibatch_stddev_stats_grad_cpu", &gankernels::minibatch_stddev_stats_grad_cpu);
+  m.def("modconv_weight_cpu", &gankernels::modconv_weight_cpu);
+  m.def("modconv_weight_grad_cpu", &gankernels::modconv_weight_grad_cpu);
 #ifdef GK_WITH_CUDA
   m.attr("with_cuda") = true;
   m.def("sn_power_iteration_cuda", &sn_power_iteration_cuda);
@@ -54,6 +62,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("norm_act_stats_cuda", &norm_act_stats_cuda);
   m.def("norm_act_forward_cuda", &norm_act_forward_cuda);
   m.def("norm_act_backward_cuda", &norm_act_backward_cuda);
+  m.def("minibatch_stddev_stats_cuda", &minibatch_stddev_stats_cuda);
+  m.def("minibatch_stddev_stats_grad_cuda", &minibatch_stddev_stats_grad_cuda);
+  m.def("modconv_weight_cuda", &modconv_weight_cuda);
+  m.def("modconv_weight_grad_cuda", &modconv_weight_grad_cuda);
 #else
   m.attr("with_cuda") = false;
 #endif

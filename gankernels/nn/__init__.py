@@ -3,6 +3,8 @@
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
 from .conv_block import ConvBlock, EqualizedWeight
+from .minibatch_stddev import MinibatchStdDev
+from .modulated_conv import ModulatedConv2d
 from .norm_act import NormAct
 from .spectral_norm import SNConv2d, SNConvTranspose2d, SNEmbedding, SNLinear
 from .upfirdn2d import Downsample2d, Upsample2d
@@ -14,6 +16,8 @@ __all__ = [
     "ConvBlock",
     "EqualizedWeight",
     "NormAct",
+    "MinibatchStdDev",
+    "ModulatedConv2d",
     "SNConv2d",
     "SNConvTranspose2d",
     "SNLinear",

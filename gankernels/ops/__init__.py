@@ -2,6 +2,8 @@
 registration and the dispatch to the selected backend."""
 
 from .bias_act import bias_act
+from .minibatch_stddev import minibatch_stddev
+from .modulated_conv2d import modulated_conv2d
 from .norm_act import norm_act
 from .penalty import gradient_penalty, interpolate, r1_penalty
 from .spectral_norm import spectral_norm
@@ -10,6 +12,8 @@ from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample
 __all__ = [
     "bias_act",
     "norm_act",
+    "minibatch_stddev",
+    "modulated_conv2d",
     "gradient_penalty",
     "interpolate",
     "r1_penalty",
