@@ -1136,6 +1136,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="bench/results", help="results folder (default: bench/results)"
     )
+    parser.add_argument(
+        "--cases",
+        default="",
+        help="comma-separated case names to time (e.g. bias_lrelu,bias_lrelu_cl); default all",
+    )
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument(
@@ -1174,10 +1179,16 @@ def run(args: argparse.Namespace) -> int:
         f"({copy_bytes / 2**20:.0f} MiB read+written)",
         flush=True,
     )
+    wanted = {c.strip() for c in args.cases.split(",") if c.strip()}
     all_rows, written, summaries, status = [], [], [], 0
     for op in ops:
         rows = []
-        for case in OPS[op](cfg):
+        cases = [c for c in OPS[op](cfg) if not wanted or c.name in wanted]
+        if not cases:
+            known = sorted({c.name for c in OPS[op](cfg)})
+            print(f"bench: no case of {op} in --cases; its cases: {known}", file=sys.stderr)
+            return 2
+        for case in cases:
 
             def skip(provider: str) -> str | None:
                 spent = time.perf_counter() - began

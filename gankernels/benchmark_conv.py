@@ -231,7 +231,7 @@ def _upfirdn_cases(cfg: Config) -> list[Case]:
 
 
 def _modconv_cases(cfg: Config) -> list[Case]:
-    from .ops.modulated_conv2d import modulated_conv2d, modulated_weight
+    from .ops.modulated_conv2d import modconv_weight, modulated_conv2d
 
     cases = []
     for N, cin, cout, H, W in QUICK["modconv"] if cfg.quick else MODCONV_SHAPES:
@@ -240,7 +240,7 @@ def _modconv_cases(cfg: Config) -> list[Case]:
             return cfg.randn(cout, cin, 3, 3).requires_grad_(), cfg.randn(N, cin).requires_grad_()
 
         def ours_weight(weight, styles):
-            return modulated_weight(weight, styles, demodulate=True)
+            return modconv_weight(weight, styles, True, 1e-8)
 
         def conv_inputs(cfg, N=N, cin=cin, cout=cout, H=H, W=W):
             return (
