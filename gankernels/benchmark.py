@@ -810,7 +810,13 @@ def environment(cfg: Config) -> dict:
             l2_cache_bytes=getattr(props, "L2_cache_size", None),
         )
     else:
-        info.update(device_name=info["cpu"], last_level_cache_bytes=_last_level_cache_bytes())
+        info.update(
+            device_name=info["cpu"],
+            last_level_cache_bytes=_last_level_cache_bytes(),
+            # torch's CPU allocator backs large tensors with huge pages when this is 1:
+            # far fewer page faults for every fresh output, for torch and gankernels alike.
+            thp_mem_alloc=os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
+        )
     return info
 
 
