@@ -16,6 +16,8 @@
 
 #include "norm_act.h"
 
+#include "activation.h"
+
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -29,76 +31,11 @@
 namespace gankernels {
 namespace {
 
+using namespace activations;
+
 constexpr int64_t kGrain = 32768;      // elements per task
 constexpr int64_t kBlock = 4096;       // elements summed in acc_t before going to double
 constexpr int64_t kMaxChunkRows = 1024;  // rows per channels-last chunk, at most
-constexpr double kSeluScale = 1.0507009873554804934193349852946;
-
-enum Act : int { kLinear, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish };
-
-template <typename T>
-inline T sigmoid(T z) {
-  return T(1) / (T(1) + std::exp(-z));
-}
-
-template <int A, typename T>
-inline T activate(T z, T alpha) {
-  if constexpr (A == kLinear) return z;
-  // min/max rather than branches: vector blends.
-  if constexpr (A == kRelu) return std::max(z, T(0));
-  if constexpr (A == kLrelu) return std::max(z, T(0)) + alpha * std::min(z, T(0));
-  if constexpr (A == kTanh) return std::tanh(z);
-  if constexpr (A == kSigmoid) return sigmoid(z);
-  if constexpr (A == kElu) return z > T(0) ? z : alpha * std::expm1(z);
-  if constexpr (A == kSelu) return T(kSeluScale) * (z > T(0) ? z : alpha * std::expm1(z));
-  if constexpr (A == kSoftplus) return z > T(20) ? z : std::log1p(std::exp(z));  // torch's cut
-  if constexpr (A == kSwish) return z * sigmoid(z);
-  return z;
-}
-
-// act'(z).
-template <int A, typename T>
-inline T activate_grad(T z, T alpha) {
-  if constexpr (A == kLinear) return T(1);
-  if constexpr (A == kRelu) return T(z > T(0));
-  if constexpr (A == kLrelu) {
-    const T positive = T(z > T(0));  // 0 or 1: arithmetic, not a branch
-    return positive + (T(1) - positive) * alpha;
-  }
-  if constexpr (A == kTanh) {
-    const T t = std::tanh(z);
-    return T(1) - t * t;
-  }
-  if constexpr (A == kSigmoid) {
-    const T s = sigmoid(z);
-    return s * (T(1) - s);
-  }
-  if constexpr (A == kElu) return z > T(0) ? T(1) : alpha * std::exp(z);
-  if constexpr (A == kSelu) return T(kSeluScale) * (z > T(0) ? T(1) : alpha * std::exp(z));
-  if constexpr (A == kSoftplus) return sigmoid(z);
-  if constexpr (A == kSwish) {
-    const T s = sigmoid(z);
-    return s + z * s * (T(1) - s);
-  }
-  return T(1);
-}
-
-template <typename F>
-void dispatch_act(int64_t act, F fn) {
-  switch (act) {
-    case kLinear: return fn(std::integral_constant<int, kLinear>{});
-    case kRelu: return fn(std::integral_constant<int, kRelu>{});
-    case kLrelu: return fn(std::integral_constant<int, kLrelu>{});
-    case kTanh: return fn(std::integral_constant<int, kTanh>{});
-    case kSigmoid: return fn(std::integral_constant<int, kSigmoid>{});
-    case kElu: return fn(std::integral_constant<int, kElu>{});
-    case kSelu: return fn(std::integral_constant<int, kSelu>{});
-    case kSoftplus: return fn(std::integral_constant<int, kSoftplus>{});
-    case kSwish: return fn(std::integral_constant<int, kSwish>{});
-    default: TORCH_CHECK(false, "norm_act (cpu): unknown act code ", act, " (expected 0..8)");
-  }
-}
-
 // Explicit SIMD (at::vec) for float / double data with a piecewise-linear activation: the
 // compiler turns act'(z) = (z > 0 ? 1 : alpha) into branches otherwise, which random
 // signs make slow. Other dtypes and activations use the plain loops.
@@ -621,7 +558,9 @@ at::Tensor norm_act_forward_cpu(at::Tensor x, at::Tensor mean, at::Tensor rstd,
                                    rstd.const_data_ptr<acc_t>(),
                                    channel_ptr<acc_t>(weight, "weight", l.C, acc),
                                    channel_ptr<acc_t>(bias, "bias", l.C, acc));
-    dispatch_act(act, [&](auto a) { forward_impl<decltype(a)::value, scalar_t>(x, l, k, alpha, y); });
+    activations::dispatch_act(kFn, act, [&](auto a) {
+      forward_impl<decltype(a)::value, scalar_t>(x, l, k, alpha, y);
+    });
   });
   return y;
 }
@@ -647,7 +586,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_act_backward_cpu(
                                    rstd.const_data_ptr<acc_t>(),
                                    channel_ptr<acc_t>(weight, "weight", l.C, acc),
                                    channel_ptr<acc_t>(bias, "bias", l.C, acc));
-    dispatch_act(act, [&](auto a) {
+    activations::dispatch_act(kFn, act, [&](auto a) {
       backward_impl<decltype(a)::value, scalar_t>(dy, x, l, per_sample, k, alpha, batch_stats,
                                                   dx, sum_g, sum_gx);
     });

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "activation.cuh"
 #include "common.cuh"
 #include "norm_act.h"
 
@@ -18,59 +19,8 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;
-constexpr double kSeluScale = 1.0507009873554804934193349852946;
-
-enum Act : int {
-  kLinear, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish
-};
-static_assert(kSwish + 1 == kNormActNumActs, "activation count out of sync");
-
-__device__ __forceinline__ float exp_acc(float x) { return expf(x); }
-__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
-__device__ __forceinline__ float expm1_acc(float x) { return expm1f(x); }
-__device__ __forceinline__ double expm1_acc(double x) { return expm1(x); }
-__device__ __forceinline__ float log1p_acc(float x) { return log1pf(x); }
-__device__ __forceinline__ double log1p_acc(double x) { return log1p(x); }
-__device__ __forceinline__ float tanh_acc(float x) { return tanhf(x); }
-__device__ __forceinline__ double tanh_acc(double x) { return tanh(x); }
-
-template <typename A>
-__device__ __forceinline__ A sigmoid_acc(A z) {
-  return A(1) / (A(1) + exp_acc(-z));
-}
-
-template <int ACT, typename A>
-__device__ __forceinline__ A activate(A z, A alpha) {
-  if (ACT == kLinear) return z;
-  if (ACT == kRelu) return z > A(0) ? z : A(0);
-  if (ACT == kLrelu) return z > A(0) ? z : z * alpha;
-  if (ACT == kTanh) return tanh_acc(z);
-  if (ACT == kSigmoid) return sigmoid_acc(z);
-  if (ACT == kElu) return z > A(0) ? z : alpha * expm1_acc(z);
-  if (ACT == kSelu) return A(kSeluScale) * (z > A(0) ? z : alpha * expm1_acc(z));
-  if (ACT == kSoftplus) return z > A(20) ? z : log1p_acc(exp_acc(z));
-  return z * sigmoid_acc(z);  // swish
-}
-
-template <int ACT, typename A>
-__device__ __forceinline__ A activate_grad(A z, A alpha) {
-  if (ACT == kLinear) return A(1);
-  if (ACT == kRelu) return z > A(0) ? A(1) : A(0);
-  if (ACT == kLrelu) return z > A(0) ? A(1) : alpha;
-  if (ACT == kTanh) {
-    const A t = tanh_acc(z);
-    return A(1) - t * t;
-  }
-  if (ACT == kSigmoid) {
-    const A s = sigmoid_acc(z);
-    return s * (A(1) - s);
-  }
-  if (ACT == kElu) return z > A(0) ? A(1) : alpha * exp_acc(z);
-  if (ACT == kSelu) return A(kSeluScale) * (z > A(0) ? A(1) : alpha * exp_acc(z));
-  if (ACT == kSoftplus) return sigmoid_acc(z);
-  const A s = sigmoid_acc(z);  // swish
-  return s + z * s * (A(1) - s);
-}
+static_assert(activations::kSwish + 1 == kNormActNumActs, "activation count out of sync");
+using namespace activations;
 
 struct Shape {
   int64_t N, C, S;
@@ -142,7 +92,7 @@ __global__ void forward_kernel(const T* __restrict__ x, const acc_t<T>* mean,
     sh.group_of(i, g, c);
     const A scale = rstd[g] * (weight ? weight[c] : A(1));
     const A z = (Conv<T>::to(x[i]) - mean[g]) * scale + (bias ? bias[c] : A(0));
-    y[i] = Conv<T>::from(activate<ACT>(z, alpha));
+    y[i] = Conv<T>::from(activation<ACT>(z, alpha));
   }
 }
 
@@ -166,7 +116,7 @@ __global__ void backward_reduce_kernel(const T* __restrict__ dy,
     for (int64_t j = threadIdx.x; j < M; j += kThreads) {
       const int64_t o = sh.offset(g, j);
       const A xhat = (Conv<T>::to(x[o]) - m) * r;
-      const A gr = Conv<T>::to(dy[o]) * activate_grad<ACT>(xhat * w + b, alpha);
+      const A gr = Conv<T>::to(dy[o]) * activation_grad<ACT>(xhat * w + b, alpha);
       sg += gr;
       sgx += gr * xhat;
     }
@@ -199,7 +149,7 @@ __global__ void backward_dx_kernel(const T* __restrict__ dy,
     const A r = rstd[g], w = weight ? weight[c] : A(1);
     const A xhat = (Conv<T>::to(x[i]) - mean[g]) * r;
     const A z = xhat * w + (bias ? bias[c] : A(0));
-    A gr = Conv<T>::to(dy[i]) * activate_grad<ACT>(z, alpha);
+    A gr = Conv<T>::to(dy[i]) * activation_grad<ACT>(z, alpha);
     if (batch_stats) gr -= (sum_g[g] + xhat * sum_gx[g]) * inv_m;
     dx[i] = Conv<T>::from(r * w * gr);
   }
