@@ -141,6 +141,9 @@ class BatchNormAct2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch_activation(super().forward(x), self.act, self.alpha)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, act={self.act!r}"
+
 
 class InstanceNormAct2d(nn.InstanceNorm2d):
     """nn.InstanceNorm2d(affine=True) then an activation, in plain torch."""
@@ -152,6 +155,9 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch_activation(super().forward(x), self.act, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, act={self.act!r}"
 
 
 # ---------------------------------------------------------------------------------------
