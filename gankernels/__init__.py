@@ -6,7 +6,7 @@ gk.nn.utils.spectral_norm(conv)     # drop-in for torch's parametrization
 gk.patch(model)                     # swap torch layers for fused ones, in place
 """
 
-from . import nn, ops
+from . import losses, models, nn, ops
 from ._backend import backends, get_backend, set_backend, use_backend
 from .patch import PatchReport, patch
 from .regularizers import (
@@ -26,6 +26,8 @@ __all__ = [
     "set_backend",
     "use_backend",
     "nn",
+    "losses",
+    "models",
     "ops",
     "patch",
     "PatchReport",

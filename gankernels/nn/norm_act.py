@@ -100,6 +100,12 @@ class NormAct(nn.Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    @property
+    def batch_coupled(self) -> bool:
+        """Batch norm mixes the samples of a batch: the batched critic losses
+        (gankernels.regularizers) must see it, as they see nn.BatchNorm*d."""
+        return self.kind == "batch"
+
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
             self.running_mean.zero_()
