@@ -276,9 +276,12 @@ def resize_images(images: torch.Tensor, image_size: int, chunk: int = 4096) -> t
     for start in range(0, images.shape[0], chunk):
         x = images[start : start + chunk].float()
         x = F.interpolate(
-            x, size=(image_size, image_size), mode="bilinear", align_corners=False,
+            x,
+            size=(image_size, image_size),
+            mode="bilinear",
+            align_corners=False,
             antialias=shrink,
-        )  # fmt: skip
+        )
         out[start : start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
@@ -320,8 +323,9 @@ class ImageDataset(torch.utils.data.Dataset):
         class_names: tuple[str, ...] | None = None,
     ):
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} "
-                             f"{tuple(images.shape)}")  # fmt: skip
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if labels is not None and labels.shape != images.shape[:1]:
             raise ValueError(f"labels {tuple(labels.shape)} do not match {images.shape[0]} images")
         self.name = name
@@ -614,9 +618,11 @@ class BatchStream:
                 pin_memory = self.device.type == "cuda"
             self._sampler = _RankBatches(self._plan)
             self._loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=self._sampler, num_workers=num_workers,
+                dataset,
+                batch_sampler=self._sampler,
+                num_workers=num_workers,
                 pin_memory=pin_memory,
-            )  # fmt: skip
+            )
             self._non_blocking = pin_memory
 
     def __len__(self) -> int:
