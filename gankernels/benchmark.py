@@ -1162,9 +1162,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="after this many seconds, skip the remaining torch.compile providers",
     )
+    from . import benchmark_train
+
+    benchmark_train.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.train:
+        from . import benchmark_train
+
+        return benchmark_train.run(args)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     unknown = [o for o in ops if o not in OPS]
     if unknown or not ops:

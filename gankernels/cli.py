@@ -1,4 +1,5 @@
-"""Command line: `gankernels info`, `gankernels bench` (also `python -m gankernels ...`)."""
+"""Command line: `gankernels info`, `gankernels bench`, `gankernels train` (also
+`python -m gankernels ...`)."""
 
 from __future__ import annotations
 
@@ -60,12 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, devices and which backends are available (and why not)")
     bench = sub.add_parser("bench", help="benchmark the kernels against PyTorch and torch.compile")
-    from . import benchmark
+    from . import benchmark, train_cli
 
     benchmark.add_arguments(bench)
+    train = sub.add_parser(
+        "train",
+        help="train a GAN with the fused kernels (torchrun for several devices)",
+        description=train_cli.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train_cli.add_arguments(train)
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
+    if args.command == "train":
+        return train_cli.run(args)
     return benchmark.run(args)
 
 

@@ -49,16 +49,19 @@ def gradient_penalty(
     center: float = 1.0,
     every: int = 1,
     generator: torch.Generator | None = None,
+    alpha: torch.Tensor | None = None,
     **d_kwargs,
 ) -> torch.Tensor:
     """weight * mean_i (||grad D(x_hat_i)|| - center)^2 at x_hat = fake + alpha (real - fake),
-    alpha ~ U(0, 1) per sample. `.backward()` of the result gives D's parameters the
-    WGAN-GP gradient; real and fake are treated as constants. `every` > 1 multiplies the
-    result by `every` for lazy regularisation (apply it when `lazy_due(step, every)`).
-    d_kwargs go to D (e.g. class labels)."""
+    alpha ~ U(0, 1) per sample (drawn from `generator`, or given as `alpha`, shape (B,)).
+    `.backward()` of the result gives D's parameters the WGAN-GP gradient; real and fake
+    are treated as constants. `every` > 1 multiplies the result by `every` for lazy
+    regularisation (apply it when `lazy_due(step, every)`). d_kwargs go to D (e.g. class
+    labels)."""
     finite_number("gradient_penalty: weight", weight)
     _check_every(every)
-    x_hat = interpolate(real.detach(), fake.detach(), generator=generator).requires_grad_(True)
+    x_hat = interpolate(real.detach(), fake.detach(), alpha=alpha, generator=generator)
+    x_hat.requires_grad_(True)
     grad = _input_gradient(D(x_hat, **d_kwargs), x_hat)
     return (weight * every) * _gp(grad, center)
 

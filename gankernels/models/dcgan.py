@@ -22,7 +22,8 @@ D_NORMS = (None, "batch", "instance")
 
 class Generator(nn.Module):
     """G(z, y=None) -> (B, img_channels, img_size, img_size) in [-1, 1] (tanh). A
-    conditional G concatenates a learned z_dim-sized embedding of y to z."""
+    conditional G concatenates a learned z_dim-sized embedding of y to z. g_norm="batch"
+    is the paper's; None (bias + ReLU) keeps every sample independent of the others."""
 
     def __init__(
         self,
@@ -32,21 +33,28 @@ class Generator(nn.Module):
         num_classes: int = 0,
         width: int = 64,
         reference: bool = False,
+        g_norm: str | None = "batch",
     ):
         super().__init__()
+        if g_norm not in D_NORMS:
+            raise ValueError(f"dcgan: g_norm must be one of {D_NORMS}, got {g_norm!r}")
         start, doublings = resolution_plan("dcgan", img_size, SIZES)
         L = Layers(fused=not reference)
+
+        def up(in_ch, out_ch, *args):
+            if g_norm is None:
+                return [L.conv_transpose(in_ch, out_ch, *args, act="relu")]
+            conv = L.conv_transpose(in_ch, out_ch, *args, bias=False)
+            return [conv, L.norm_act(out_ch, g_norm, "relu")]
+
         self.z_dim, self.num_classes = z_dim, num_classes
         self.img_channels, self.img_size = img_channels, img_size
         self.embed = L.embedding(num_classes, z_dim) if num_classes else None
         ch = width * 2 ** (doublings - 1)
         in_dim = z_dim * (2 if num_classes else 1)
-        layers = [L.conv_transpose(in_dim, ch, start, bias=False), L.norm_act(ch, "batch", "relu")]
+        layers = up(in_dim, ch, start)
         for _ in range(doublings - 1):
-            layers += [
-                L.conv_transpose(ch, ch // 2, 4, 2, 1, bias=False),
-                L.norm_act(ch // 2, "batch", "relu"),
-            ]
+            layers += up(ch, ch // 2, 4, 2, 1)
             ch //= 2
         layers.append(L.conv_transpose(ch, img_channels, 4, 2, 1, act="tanh"))
         self.net = nn.Sequential(*layers)
@@ -116,6 +124,7 @@ def build(
     width: int | None = None,
     reference: bool = False,
     d_norm: str | None = None,
+    g_norm: str | None = "batch",
     g_width: int | None = None,
     d_width: int | None = None,
 ) -> tuple[Generator, Discriminator]:
@@ -128,6 +137,7 @@ def build(
         num_classes,
         g_width or width,
         reference,
+        g_norm,
     )
     D = Discriminator(img_channels, img_size, num_classes, d_width or width, d_norm, reference)
     return G, D

@@ -1,0 +1,581 @@
+"""The training loop: one file that reads top to bottom.
+
+    from gankernels.train import TrainConfig, train
+    train(TrainConfig(model="sngan", loss="hinge", data="mnist", steps=2000, out="runs/sn"))
+
+or `gankernels train --model sngan --loss hinge ...`, and under `torchrun` on many
+devices. Every random draw of a step (noise, labels, penalty mixing weights, the data
+order) is made for the whole global batch from a generator seeded by (seed, step), and
+each rank keeps its slice: N ranks compute exactly what one process with the same global
+batch computes, and a resumed run continues exactly where it stopped.
+
+Gradients are averaged across ranks with one flat all-reduce per optimiser step rather
+than through DistributedDataParallel, whose reducer cannot follow the double backward
+of a gradient penalty.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import _backend
+from .data import BatchStream, load_dataset
+from .images import plot_losses, save_grid
+from .losses import GANLoss, clip_weights, get_loss
+from .models import MODELS, build_models
+from .regularizers import gradient_penalty, r1_penalty_from
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; `gankernels train --help` documents each field."""
+
+    model: str = "dcgan"
+    loss: str = "wgan-gp"
+    data: str = "mnist"
+    steps: int = 2000
+    batch: int = 64  # global batch: split evenly across ranks
+    out: str = "runs/gan"
+    conditional: bool = False
+    image_size: int | None = None  # None: the data set's own size where the model has it
+    z_dim: int | None = None  # None: the model's default
+    width: int | None = None  # None: the model's default channel width
+    model_options: dict = field(default_factory=dict)  # e.g. {"d_norm": "instance"}
+    # Loss settings; None takes the loss's defaults (from its paper).
+    lr_g: float | None = None
+    lr_d: float | None = None
+    n_critic: int | None = None
+    penalty_weight: float | None = None
+    reg_every: int | None = None
+    clip: float | None = None
+    ema: float = 0.999  # EMA decay of G's weights for sampling; 0 turns it off
+    amp: bool = False  # bfloat16 autocast
+    channels_last: bool = False
+    compile: bool = False
+    reference: bool = False  # plain torch layers and ops, for comparison
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    resume: bool = False
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 500
+    tensorboard: bool = False
+    workers: int = 2  # DataLoader workers for folder data sets
+    progress: bool = True
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the argument."""
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        for name in ("steps", "batch", "log_every", "sample_every", "ckpt_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
+        for name in ("lr_g", "lr_d", "penalty_weight", "clip"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("n_critic", "reg_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        get_loss(self.loss)  # unknown loss names list the valid ones
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    images_per_second: float  # real images through D per second, over the timed steps
+    out: Path
+    history: list[dict] = field(default_factory=list)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local_rank)
+
+
+def pick_device(name: str, ranks: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' was asked for but torch sees no CUDA device")
+        device = torch.device("cuda", ranks.local_rank if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    return device
+
+
+def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
+    """A generator for one random draw of one step: the same on every rank and after a
+    resume, whatever happened before."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) * 64 + stream)
+    return g
+
+
+def rank_slice(x: torch.Tensor, ranks: Dist) -> torch.Tensor:
+    n = x.shape[0] // ranks.world
+    return x[ranks.rank * n : (ranks.rank + 1) * n]
+
+
+def average_gradients(module: nn.Module, ranks: Dist) -> None:
+    """Mean of every parameter's gradient over the ranks, in one all-reduce."""
+    if ranks.world == 1:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ranks.world
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def broadcast_state(module: nn.Module, ranks: Dist) -> None:
+    """Rank 0's parameters and buffers (spectral-norm vectors, running statistics) to all."""
+    if ranks.world == 1:
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+# ------------------------------------------------------------------------ checks
+
+
+def uses_spectral_norm(module: nn.Module) -> bool:
+    keys = module.state_dict().keys()
+    return any(k.endswith("weight_orig") or ".parametrizations." in k for k in keys)
+
+
+def batch_norm_layers(module: nn.Module) -> list[str]:
+    return [
+        name
+        for name, m in module.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "kind", None) == "batch"
+    ]
+
+
+def check_compatible(loss: GANLoss, D: nn.Module, config: TrainConfig) -> None:
+    if loss.clip is not None and uses_spectral_norm(D):
+        raise ValueError(
+            f"loss {loss.name!r} clips D's weights, but model {config.model!r} has spectral "
+            "norm in D: both bound D's Lipschitz constant and clipping the unnormalised "
+            "weights fights the normalisation. Use a model without spectral norm (dcgan) "
+            "or a loss without clipping (hinge, wgan-gp)"
+        )
+    if loss.penalty == "gp" and batch_norm_layers(D):
+        raise ValueError(
+            f"loss {loss.name!r} penalises the gradient of D per sample, but D has batch "
+            f"norm ({', '.join(batch_norm_layers(D))}), which couples the samples of a "
+            "batch; use a critic without batch norm (WGAN-GP recommends layer or no norm)"
+        )
+
+
+# ------------------------------------------------------------------------ files
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash leaves the old file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_states() -> dict:
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class CSVLog:
+    """step, losses and throughput, one row per log interval; a resumed run drops rows
+    after its checkpoint so the file reads as one run."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path, self.rows = path, []
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+
+# ------------------------------------------------------------------------ the loop
+
+
+def _ema_update(ema: nn.Module, G: nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), G.parameters(), strict=True):
+            e.lerp_(p, 1.0 - beta)
+        for e, b in zip(ema.buffers(), G.buffers(), strict=True):
+            e.copy_(b)
+
+
+def _fixed_samples(
+    G: nn.Module, z: torch.Tensor, y: torch.Tensor | None, seed: int
+) -> torch.Tensor:
+    """G in eval mode on the fixed noise. Under its own random state: noise inputs inside
+    G get the same draws every time, and the run's random stream is left untouched (so a
+    resumed run, which samples at other steps, stays exact)."""
+    was_training = G.training
+    G.eval()
+    devices = [z.device] if z.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        images = G(z, y).float()
+    G.train(was_training)
+    return images
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train G and D as `config` says; returns throughput and the logged history."""
+    config.check()
+    ranks = init_distributed(config.device)
+    device = pick_device(config.device, ranks)
+    scope = _backend.use_backend("reference") if config.reference else nullcontext()
+    with scope:
+        return _train(config, ranks, device)
+
+
+def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResult:
+    if config.batch % ranks.world:
+        raise ValueError(f"batch ({config.batch}) must be divisible by the {ranks.world} ranks")
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    data = load_dataset(config.data, split="train", image_size=config.image_size)
+    num_classes = data.num_classes if config.conditional else 0
+    if config.conditional and not num_classes:
+        raise ValueError(f"conditional: data set {config.data!r} has no class labels")
+    G, D = build_models(
+        config.model,
+        img_channels=data.channels,
+        img_size=data.image_size,
+        z_dim=config.z_dim,
+        num_classes=num_classes,
+        width=config.width,
+        reference=config.reference,
+        **config.model_options,
+    )
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    G.to(device, memory_format=memory_format)
+    D.to(device, memory_format=memory_format)
+
+    overrides = {
+        k: v
+        for k, v in {
+            "n_critic": config.n_critic,
+            "penalty_weight": config.penalty_weight,
+            "reg_every": config.reg_every,
+            "clip": config.clip,
+        }.items()
+        if v is not None
+    }
+    loss = get_loss(config.loss, **overrides)
+    check_compatible(loss, D, config)
+    opt_g = _optimizer(loss, G, config.lr_g, lazy_every=1)
+    opt_d = _optimizer(loss, D, config.lr_d, lazy_every=loss.reg_every if loss.penalty else 1)
+    G_ema = copy.deepcopy(G).requires_grad_(False) if config.ema > 0 else None
+
+    out = Path(config.out)
+    ckpt_path = out / "last.pt"
+    stream = BatchStream(
+        data,
+        config.batch,
+        device=device,
+        seed=config.seed,
+        rank=ranks.rank,
+        world_size=ranks.world,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+    )
+    start = 0
+    if config.resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"resume: no checkpoint at {ckpt_path}")
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        G.load_state_dict(ckpt["G"])
+        D.load_state_dict(ckpt["D"])
+        if G_ema is not None and ckpt.get("G_ema") is not None:
+            G_ema.load_state_dict(ckpt["G_ema"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        stream.load_state_dict(ckpt["data"])
+        set_rng_states(ckpt["rng"][min(ranks.rank, len(ckpt["rng"]) - 1)])
+        start = ckpt["step"]
+    broadcast_state(G, ranks)
+    broadcast_state(D, ranks)
+    if G_ema is not None:
+        broadcast_state(G_ema, ranks)
+
+    G_fast = torch.compile(G) if config.compile else G
+    D_fast = torch.compile(D) if config.compile else D  # penalties run D eagerly
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
+
+    # Fixed noise for the sample grids: 8 per class for conditional models.
+    g = step_generator(config.seed, 0, 63, device)
+    if num_classes:
+        fixed_y = torch.arange(num_classes, device=device).repeat_interleave(8)
+    else:
+        fixed_y = None
+    n_fixed = 8 * num_classes if num_classes else 64
+    fixed_z = torch.randn(n_fixed, G.z_dim, generator=g, device=device)
+
+    def noise(step: int, stream_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        g = step_generator(config.seed, step, stream_id, device)
+        z = torch.randn(config.batch, G.z_dim, generator=g, device=device)
+        y = None
+        if num_classes:
+            y = torch.randint(num_classes, (config.batch,), generator=g, device=device)
+            y = rank_slice(y, ranks)
+        return rank_slice(z, ranks), y
+
+    def d_step(step: int, i: int, real: torch.Tensor, y_real) -> tuple[torch.Tensor, ...]:
+        z, y_fake = noise(step, 2 * i)
+        r1_due = loss.penalty == "r1" and step % loss.reg_every == 0
+        r2_due = loss.penalty == "r2" and step % loss.reg_every == 0
+        with autocast:
+            with torch.no_grad():
+                fake = G_fast(z, y_fake)
+            if r1_due:
+                real = real.detach().requires_grad_(True)
+            if r2_due:
+                fake = fake.detach().requires_grad_(True)
+            real_logits = (D if r1_due else D_fast)(real, y_real)
+            fake_logits = (D if r2_due else D_fast)(fake, y_fake)
+            d_loss = loss.d_loss(real_logits, fake_logits)
+            penalty = torch.zeros((), device=device)
+            if loss.penalty == "gp" and step % loss.reg_every == 0:
+                g = step_generator(config.seed, step, 2 * i + 1, device)
+                alpha = rank_slice(torch.rand(config.batch, generator=g, device=device), ranks)
+                kwargs = {} if y_real is None else {"y": y_real}
+                penalty = gradient_penalty(
+                    D, real, fake, loss.penalty_weight, every=loss.reg_every, alpha=alpha, **kwargs
+                )
+            elif r1_due:
+                penalty = r1_penalty_from(real_logits, real, loss.penalty_weight, loss.reg_every)
+            elif r2_due:
+                penalty = r1_penalty_from(fake_logits, fake, loss.penalty_weight, loss.reg_every)
+        opt_d.zero_grad(set_to_none=True)
+        (d_loss + penalty).backward()
+        average_gradients(D, ranks)
+        opt_d.step()
+        if loss.clip is not None:
+            clip_weights(D, loss.clip)
+        return d_loss.detach(), penalty.detach()
+
+    def g_step(step: int) -> torch.Tensor:
+        z, y = noise(step, 62)
+        D.requires_grad_(False)  # no parameter gradients for D in G's step
+        with autocast:
+            g_loss = loss.g_loss(D_fast(G_fast(z, y), y))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        D.requires_grad_(True)
+        average_gradients(G, ranks)
+        opt_g.step()
+        if G_ema is not None:
+            _ema_update(G_ema, G, config.ema)
+        return g_loss.detach()
+
+    def save_checkpoint(step: int) -> None:
+        states = [rng_states()]
+        if ranks.world > 1:
+            states = [None] * ranks.world
+            dist.all_gather_object(states, rng_states())
+        if not ranks.main:
+            return
+        ckpt = {
+            "config": dataclasses.asdict(config),
+            "step": step,
+            "G": G.state_dict(),
+            "D": D.state_dict(),
+            "G_ema": G_ema.state_dict() if G_ema is not None else None,
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "data": stream.state_dict(),
+            "rng": states,
+            "num_classes": num_classes,
+            "img_channels": data.channels,
+            "img_size": data.image_size,
+        }
+        atomic_save(ckpt, ckpt_path)
+
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = CSVLog(out / "log.csv", start if config.resume else None) if ranks.main else None
+    tb = _tensorboard(out) if config.tensorboard and ranks.main else None
+    bar = _progress(start, config.steps, enabled=config.progress and ranks.main)
+    batches: Iterator = iter(stream)
+    last_good = start if config.resume else None
+    sums = torch.zeros(3, device=device)  # d loss, g loss, penalty since the last log
+    interval_start, interval_steps, timed = time.perf_counter(), 0, [0.0, 0]
+    first_interval = True
+    t0 = time.perf_counter()
+    for step in range(start, config.steps):
+        for i in range(loss.n_critic):
+            real, y_real = next(batches)
+            if config.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            d_loss, penalty = d_step(step, i, real, y_real if num_classes else None)
+        g_loss = g_step(step)
+        sums += torch.stack([d_loss, g_loss, penalty]).float()
+        interval_steps += 1
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps or done % config.ckpt_every == 0:
+            # One host sync per interval: cheap, and where divergence is caught.
+            if ranks.world > 1:
+                dist.all_reduce(sums)
+            means = (sums / (interval_steps * ranks.world)).tolist()
+            if not all(math.isfinite(v) for v in means):
+                where = f"{ckpt_path} (step {last_good})" if last_good is not None else "none"
+                raise TrainingDiverged(
+                    f"a loss became {means} (loss_d, loss_g, penalty) between steps "
+                    f"{done - interval_steps + 1} and {done}; stopped. Last good checkpoint: "
+                    f"{where}. Try a lower learning rate, --amp off, or another loss."
+                )
+            seconds = time.perf_counter() - interval_start
+            rate = interval_steps * config.batch * loss.n_critic / seconds
+            if not first_interval:  # the first one pays for warm-up and compilation
+                timed[0] += seconds
+                timed[1] += interval_steps
+            first_interval = False
+            row = {
+                "step": done,
+                "loss_d": means[0],
+                "loss_g": means[1],
+                "penalty": means[2],
+                "img_per_s": rate,
+                "seconds": time.perf_counter() - t0,
+            }
+            if log is not None:
+                log.append(row)
+            if tb is not None:
+                for key in ("loss_d", "loss_g", "penalty", "img_per_s"):
+                    tb.add_scalar(key, row[key], done)
+            bar.set_postfix(d=f"{means[0]:.3f}", g=f"{means[1]:.3f}", img_s=f"{rate:.0f}")
+            sums.zero_()
+            interval_start, interval_steps = time.perf_counter(), 0
+        if done % config.sample_every == 0 or done == config.steps:
+            sampler = G_ema if G_ema is not None else G
+            images = _fixed_samples(sampler, fixed_z, fixed_y, config.seed)
+            if ranks.main:
+                save_grid(images, out / f"samples_{done:06d}.png", nrow=8)
+                save_grid(images, out / "samples.png", nrow=8)
+        if done % config.ckpt_every == 0 or done == config.steps:
+            save_checkpoint(done)
+            last_good = done
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if log is not None and log.rows:
+        plot_losses(log.path, out / "losses.png")
+    if tb is not None:
+        tb.close()
+    timed_seconds, timed_steps = timed if timed[1] else (seconds, config.steps - start)
+    rate = timed_steps * config.batch * loss.n_critic / timed_seconds
+    return TrainResult(
+        config.steps - start, seconds, rate, out, list(log.rows) if log is not None else []
+    )
+
+
+def _optimizer(
+    loss: GANLoss, module: nn.Module, lr: float | None, lazy_every: int
+) -> torch.optim.Optimizer:
+    recipe = loss if lr is None else dataclasses.replace(loss, lr=lr)
+    return recipe.make_optimizer(module.parameters(), lazy_every=lazy_every)
+
+
+def _progress(start: int, total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(initial=start, total=total, disable=not enabled, unit="step", dynamic_ncols=True)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise RuntimeError(
+            f"tensorboard: the tensorboard package is missing ({err}); "
+            "install it with `pip install tensorboard`"
+        ) from None
+    return SummaryWriter(str(out / "tensorboard"))

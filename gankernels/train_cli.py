@@ -1,0 +1,161 @@
+"""`gankernels train`: every TrainConfig field as a flag, plus a YAML/TOML config file.
+
+Precedence: the defaults, then the config file, then the flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from .losses import LOSSES
+from .models import MODELS
+from .train import TrainConfig, TrainingDiverged, train
+
+DESCRIPTION = """Train a GAN with the fused kernels.
+
+examples:
+  gankernels train --model sngan --loss hinge --data mnist --steps 2000 --out runs/sn
+  gankernels train --model dcgan --loss wgan-gp --reference   # plain torch, for comparison
+  gankernels train --config run.yaml --steps 500              # flags override the file
+  torchrun --nproc_per_node 2 -m gankernels train ...         # several devices (or processes)
+"""
+
+HELP = {
+    "model": f"architecture: {', '.join(MODELS)}",
+    "loss": f"objective: {', '.join(LOSSES)}",
+    "data": "data set: mnist, fashion-mnist, digits, animals or folder:PATH",
+    "steps": "generator steps to train for (each with n_critic discriminator steps)",
+    "batch": "global batch size (split evenly across torchrun ranks)",
+    "out": "run folder: checkpoints, log.csv, sample grids, loss curves",
+    "conditional": "class-conditional G (label embedding) and projection D",
+    "image_size": "image size (default: the data set's own size)",
+    "z_dim": "latent size (default: the model's)",
+    "width": "channel width of G and D (default: the model's)",
+    "model_options": "a model-specific option, repeatable: d_norm=instance, g_norm=none, "
+    "g_width=32, d_width=32, w_dim=64, mapping_layers=2, mbstd_group_size=2",
+    "lr_g": "G learning rate (default: the loss's, from its paper)",
+    "lr_d": "D learning rate (default: the loss's)",
+    "n_critic": "D steps per G step (default: the loss's: 5 for WGANs)",
+    "penalty_weight": "gradient-penalty weight: WGAN-GP lambda or R1/R2 gamma",
+    "reg_every": "apply the penalty every k steps, scaled by k (lazy regularisation)",
+    "clip": "WGAN weight-clipping bound (default 0.01 for --loss wgan)",
+    "ema": "EMA decay of G's weights used for samples; 0 turns it off",
+    "amp": "bfloat16 autocast",
+    "channels_last": "channels_last memory format for models and batches",
+    "compile": "torch.compile G and D (penalty passes through D stay eager)",
+    "reference": "build the same models from plain torch modules and ops, for comparison",
+    "seed": "seed of every random draw (runs with the same seed are repeatable)",
+    "deterministic": "deterministic algorithms only (slower on GPUs)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "resume": "continue from OUT/last.pt exactly where it stopped",
+    "log_every": "steps between log rows (losses, images/s) and NaN checks",
+    "sample_every": "steps between sample grids (PNG)",
+    "ckpt_every": "steps between checkpoints (OUT/last.pt, written atomically)",
+    "tensorboard": "also log to OUT/tensorboard (needs the tensorboard package)",
+    "workers": "DataLoader workers for folder data sets",
+    "progress": "show a progress bar",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML or TOML file with any of the settings below"
+    )
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kwargs = {"default": argparse.SUPPRESS, "help": HELP[f.name], "dest": f.name}
+        if f.type in ("bool", bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.type == "dict":
+            flag, kwargs["action"], kwargs["metavar"] = "--model-option", "append", "KEY=VALUE"
+        else:
+            kwargs["type"] = _parser_of(f.type)
+            kwargs["metavar"] = f.name.upper()
+            kwargs["help"] += f" (default: {f.default})"
+        parser.add_argument(flag, **kwargs)
+
+
+def _parser_of(annotation: str):
+    for name, parse in (("int", int), ("float", float)):
+        if annotation.startswith(name):
+            return parse
+    return str
+
+
+def load_config_file(path: str) -> dict:
+    """Settings from a .yaml/.yml or .toml file; unknown keys are refused by name."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config: no such file {path!r}")
+    text = p.read_text()
+    if p.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    elif p.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        values = tomllib.loads(text)
+    else:
+        raise ValueError(f"config: expected a .yaml, .yml or .toml file, got {path!r}")
+    if not isinstance(values, dict):
+        raise ValueError(f"config: {path!r} must hold a mapping of setting: value")
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"config: unknown setting(s) {unknown} in {path!r}; known: {sorted(known)}"
+        )
+    return values
+
+
+def parse_model_options(items: list[str]) -> dict:
+    """["d_norm=instance", "g_width=32", "g_norm=none"] -> {"d_norm": "instance", ...}."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"model-option: expected KEY=VALUE, got {item!r}")
+        parsed = yaml.safe_load(value)
+        options[key.replace("-", "_")] = None if parsed in ("none", "None") else parsed
+    return options
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = vars(args).copy()
+    values.pop("command", None)
+    path = values.pop("config", None)
+    merged = load_config_file(path) if path else {}
+    if "model_options" in values:
+        flags = parse_model_options(values.pop("model_options"))
+        merged["model_options"] = {**merged.get("model_options", {}), **flags}
+    merged.update(values)
+    return TrainConfig(**merged)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+        result = train(config)
+    except TrainingDiverged as err:
+        print(f"gankernels train: diverged: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as err:
+        print(f"gankernels train: error: {err}", file=sys.stderr)
+        return 2
+    if result.steps:
+        kind = "plain torch (--reference)" if config.reference else "gankernels kernels"
+        print(
+            f"trained {result.steps} steps in {result.seconds:.1f} s with {kind}: "
+            f"{result.images_per_second:.0f} images/s (real images through D, after warm-up)"
+        )
+    print(f"samples: {result.out / 'samples.png'}  checkpoint: {result.out / 'last.pt'}")
+    return 0

@@ -1,0 +1,220 @@
+"""The training loop: exact resume, DDP equivalence, divergence handling, settings and CLI."""
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import gankernels.train as train_mod
+from gankernels import cli, train_cli
+from gankernels.train import TrainConfig, TrainingDiverged, train
+
+pytest.importorskip("sklearn", reason="the tests train on sklearn's digits")
+
+TINY = dict(data="digits", image_size=28, batch=8, width=8, z_dim=16, log_every=2, progress=False)
+
+
+def tiny(tmp_path: Path, **overrides) -> TrainConfig:
+    values = {**TINY, "out": str(tmp_path / "run"), "sample_every": 1000, "ckpt_every": 1000}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_same_state(a, b, atol=0.0, rtol=0.0, where="") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_state(a[k], b[k], atol, rtol, f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, atol, rtol, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol, msg=lambda m: f"{where}: {m}")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize(
+    "model,loss",
+    [("dcgan", "wgan-gp"), ("sngan", "hinge"), ("stylegan2", "r1"), ("dcgan", "wgan")],
+)
+def test_resume_continues_exactly(tmp_path, model, loss):
+    """N steps straight == N/2 steps, stop, resume, N/2 more: weights, EMA, optimisers."""
+    steps = 4
+    extra = {"reg_every": 2} if loss == "r1" else {}
+    straight = tiny(tmp_path / "a", model=model, loss=loss, steps=steps, ckpt_every=2, **extra)
+    train(straight)
+    half = tiny(tmp_path / "b", model=model, loss=loss, steps=steps // 2, ckpt_every=2, **extra)
+    train(half)
+    train(dataclasses.replace(half, steps=steps, resume=True))
+    a, b = load(Path(straight.out) / "last.pt"), load(Path(half.out) / "last.pt")
+    assert a["step"] == b["step"] == steps
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "data"):
+        assert_same_state(a[key], b[key], where=key)
+    # The resumed log reads as one run.
+    rows = (Path(half.out) / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
+
+
+def test_conditional_run_writes_outputs(tmp_path):
+    config = tiny(tmp_path, model="dcgan", loss="hinge", conditional=True, steps=4, sample_every=2)
+    result = train(config)
+    out = Path(config.out)
+    for name in ("last.pt", "log.csv", "samples.png", "samples_000002.png", "losses.png"):
+        assert (out / name).is_file(), name
+    assert result.images_per_second > 0
+    ckpt = load(out / "last.pt")
+    assert ckpt["num_classes"] == 10
+    from PIL import Image
+
+    grid = Image.open(out / "samples.png")
+    assert grid.size[0] > 8 * 28 and grid.size[1] > 10 * 28  # 8 per class, 10 classes
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real_get_loss = train_mod.get_loss
+    calls = {"n": 0}
+
+    def poisoned(name, **overrides):
+        loss = real_get_loss(name, **overrides)
+
+        def g_loss(fake):
+            calls["n"] += 1
+            value = loss.g_loss(fake)
+            return value * float("nan") if calls["n"] > 4 else value
+
+        return dataclasses.replace(loss, g_loss=g_loss)
+
+    monkeypatch.setattr(train_mod, "get_loss", poisoned)
+    config = tiny(tmp_path, model="dcgan", loss="hinge", steps=10, ckpt_every=2)
+    with pytest.raises(TrainingDiverged, match=r"last.pt \(step 4\)"):
+        train(config)
+    assert load(Path(config.out) / "last.pt")["step"] == 4
+
+
+def test_refuses_incompatible_choices(tmp_path):
+    with pytest.raises(ValueError, match="spectral norm"):
+        train(tiny(tmp_path, model="sngan", loss="wgan", steps=1))
+    with pytest.raises(ValueError, match="model must be one of"):
+        train(tiny(tmp_path, model="nope", steps=1))
+    with pytest.raises(ValueError, match="wgan-gp"):
+        train(tiny(tmp_path, loss="nope", steps=1))
+    with pytest.raises(ValueError, match="steps"):
+        train(tiny(tmp_path, steps=0))
+    with pytest.raises(ValueError, match="ema"):
+        train(tiny(tmp_path, ema=1.0))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DDP_WORKER = """
+import sys, torch
+from gankernels.train import TrainConfig, train
+torch.set_num_threads(1)
+train(TrainConfig(**eval(sys.argv[1])))
+"""
+
+
+def test_two_gloo_processes_match_one(tmp_path):
+    """2 ranks with batch 8 each == 1 process with batch 16: same global batches, noise
+    and penalty draws; gradients averaged across ranks."""
+    values = {**TINY, "model": "dcgan", "loss": "wgan-gp", "steps": 3, "batch": 16}
+    # No batch norm in G: per-rank batch statistics differ from the global batch's.
+    values.update(ckpt_every=3, sample_every=1000, n_critic=2, model_options={"g_norm": None})
+    one = dict(values, out=str(tmp_path / "one"))
+    two = dict(values, out=str(tmp_path / "two"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-c", DDP_WORKER, repr(one)], env=env, check=True)
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        rank_env = dict(
+            env,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            WORLD_SIZE="2",
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+        )
+        procs.append(subprocess.Popen([sys.executable, "-c", DDP_WORKER, repr(two)], env=rank_env))
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    a, b = load(tmp_path / "one" / "last.pt"), load(tmp_path / "two" / "last.pt")
+    assert len(b["rng"]) == 2  # every rank's random state
+    for key in ("G", "D", "G_ema"):
+        assert_same_state(a[key], b[key], atol=1e-5, rtol=1e-4, where=key)
+
+
+def test_cli_help_documents_every_setting(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--model-option" if f.name == "model_options" else "--" + f.name.replace("_", "-")
+        assert flag in text
+
+
+def test_cli_config_file_and_flags(tmp_path):
+    (tmp_path / "run.yaml").write_text("model: sngan\nloss: hinge\nsteps: 7\nbatch: 4\n")
+    (tmp_path / "run.toml").write_text('model = "dcgan"\nlr-g = 0.001\n')
+    parser = cli.argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args(
+        ["--config", str(tmp_path / "run.yaml"), "--steps", "9", "--amp"]
+        + ["--model-option", "g_norm=none", "--model-option", "d_width=32"]
+    )
+    config = train_cli.config_from_args(args)
+    assert config.model_options == {"g_norm": None, "d_width": 32}
+    assert (config.model, config.loss, config.steps, config.batch, config.amp) == (
+        "sngan",
+        "hinge",
+        9,
+        4,
+        True,
+    )
+    config = train_cli.config_from_args(parser.parse_args(["--config", str(tmp_path / "run.toml")]))
+    assert (config.model, config.lr_g) == ("dcgan", 0.001)
+    (tmp_path / "bad.yaml").write_text("modle: dcgan\n")
+    with pytest.raises(ValueError, match="modle"):
+        train_cli.config_from_args(parser.parse_args(["--config", str(tmp_path / "bad.yaml")]))
+
+
+def test_cli_trains_and_reports(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--image-size",
+            "28",
+            "--width",
+            "8",
+            "--steps",
+            "2",
+            "--batch",
+            "8",
+            "--log-every",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "images/s" in capsys.readouterr().out
+    assert cli.main(["train", "--model", "nope", "--out", str(out)]) == 2
+    assert "dcgan" in capsys.readouterr().err
