@@ -274,7 +274,10 @@ class CSVLog:
 # ------------------------------------------------------------------------ the loop
 
 
-def _ema_update(ema: nn.Module, G: nn.Module, beta: float) -> None:
+def _ema_update(ema: nn.Module, G: nn.Module, beta: float, step: int) -> None:
+    """ema <- beta ema + (1 - beta) G, with beta ramped up over the first steps so that
+    the average does not remember the random initial weights for long."""
+    beta = min(beta, (1 + step) / (10 + step))
     with torch.no_grad():
         for e, p in zip(ema.parameters(), G.parameters(), strict=True):
             e.lerp_(p, 1.0 - beta)
@@ -453,7 +456,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         average_gradients(G, ranks)
         opt_g.step()
         if G_ema is not None:
-            _ema_update(G_ema, G, config.ema)
+            _ema_update(G_ema, G, config.ema, step)
         return g_loss.detach()
 
     def save_checkpoint(step: int) -> None:

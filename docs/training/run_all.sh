@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Trains every loss and every model on MNIST for 2000 steps on the CPU and collects the
+# sample grids, loss curves and logs shown in docs/training/README.md.
+#
+#   bash docs/training/run_all.sh            # all runs, two at a time, one thread each
+#   bash docs/training/run_all.sh dcgan-lsgan sngan-hinge   # only these
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GK=${GK:-.venv/bin/gankernels}
+OUT=${OUT:-runs/matrix}
+STEPS=${STEPS:-2000}
+DOCS=docs/training
+
+# name: flags (every run: --data mnist --steps $STEPS --batch 64)
+declare -A RUNS=(
+  [dcgan-minimax]="--model dcgan --loss minimax --width 32"
+  [dcgan-nonsaturating]="--model dcgan --loss nonsaturating --width 32"
+  [dcgan-lsgan]="--model dcgan --loss lsgan --width 32"
+  [dcgan-r1]="--model dcgan --loss r1 --width 32"
+  [dcgan-r2]="--model dcgan --loss r2 --width 32"
+  [dcgan-wgan]="--model dcgan --loss wgan --width 32"
+  [dcgan-wgan-gp]="--model dcgan --loss wgan-gp --width 32"
+  [dcgan-hinge-conditional]="--model dcgan --loss hinge --width 32 --n-critic 1 --conditional"
+  [sngan-hinge]="--model sngan --loss hinge --width 16 --n-critic 1"
+  [sngan-hinge-conditional]="--model sngan --loss hinge --width 16 --n-critic 1 --conditional"
+  [stylegan2-r1]="--model stylegan2 --loss r1 --width 16"
+)
+# Longest first, so that the two queues finish together.
+ORDER=(dcgan-wgan-gp dcgan-wgan sngan-hinge-conditional sngan-hinge stylegan2-r1
+       dcgan-hinge-conditional dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
+
+if [ "${1:-}" = "--one" ]; then
+  name=$2
+  [ -n "${RUNS[$name]+x}" ] || { echo "unknown run $name; known: ${!RUNS[*]}"; exit 2; }
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS=1 $GK train --data mnist --steps "$STEPS" --batch 64 --no-progress \
+    --out "$OUT/$name" ${RUNS[$name]} > "$OUT/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+  cp "$OUT/$name/samples.png" "$DOCS/$name.png"
+  cp "$OUT/$name/log.csv" "$DOCS/$name.csv"
+  echo "$name: $(grep images/s "$OUT/$name.log")"
+  exit 0
+fi
+
+mkdir -p "$OUT"
+if [ $# -gt 0 ]; then names=("$@"); else names=("${ORDER[@]}"); fi
+printf '%s\n' "${names[@]}" | xargs -P "${JOBS:-2}" -n 1 bash "$0" --one
