@@ -250,6 +250,15 @@ timeout -k 10 "$lim" "$PYTHON" -m gankernels bench "${BENCH[@]}" --out "$RESULTS
 rc=${PIPESTATUS[0]}
 record bench "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/bench.log"
 
+t0=$SECONDS
+lim=$(limit 240 20)
+if [ "$DRY" = 1 ]; then TRAIN=(--device cpu --quick --no-compile); else TRAIN=(--device cuda); fi
+echo "gankernels bench --train ${TRAIN[*]} --out $RESULTS (limit ${lim}s)"
+timeout -k 10 "$lim" "$PYTHON" -m gankernels bench --train "${TRAIN[@]}" --out "$RESULTS" \
+    --note "$NOTE" 2>&1 | tee "$LOGS/bench_train.log"
+rc=${PIPESTATUS[0]}
+record bench-train "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/bench_train.log"
+
 # ---------------------------------------------------------------------------------------
 banner "6/7 collect"
 t0=$SECONDS

@@ -221,6 +221,24 @@ def check_compatible(loss: GANLoss, D: nn.Module, config: TrainConfig) -> None:
         )
 
 
+# Settings a resumed run must share with the checkpoint it continues.
+RUN_IDENTITY = ("model", "loss", "data", "batch", "conditional", "image_size", "z_dim", "width")
+RUN_IDENTITY += ("model_options", "seed", "n_critic", "reg_every", "reference")
+
+
+def check_same_run(saved: dict, config: TrainConfig) -> None:
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}"
+        for k in RUN_IDENTITY
+        if saved.get(k) != getattr(config, k)
+    ]
+    if changed:
+        raise ValueError(
+            f"resume: the checkpoint in {config.out} was trained with other settings "
+            f"({'; '.join(changed)}); resume with the same ones or use a new --out"
+        )
+
+
 # ------------------------------------------------------------------------ files
 
 
@@ -304,11 +322,17 @@ def _fixed_samples(
 def train(config: TrainConfig) -> TrainResult:
     """Train G and D as `config` says; returns throughput and the logged history."""
     config.check()
+    _group_was_up = dist.is_available() and dist.is_initialized()
     ranks = init_distributed(config.device)
     device = pick_device(config.device, ranks)
+    owns_group = ranks.world > 1 and not _group_was_up
     scope = _backend.use_backend("reference") if config.reference else nullcontext()
-    with scope:
-        return _train(config, ranks, device)
+    try:
+        with scope:
+            return _train(config, ranks, device)
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
 
 
 def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResult:
@@ -353,6 +377,8 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         if v is not None
     }
     loss = get_loss(config.loss, **overrides)
+    if loss.n_critic > 31:  # each D step draws from two of the step's 64 random streams
+        raise ValueError(f"n_critic must be <= 31, got {loss.n_critic}")
     check_compatible(loss, D, config)
     opt_g = _optimizer(loss, G, config.lr_g, lazy_every=1)
     opt_d = _optimizer(loss, D, config.lr_d, lazy_every=loss.reg_every if loss.penalty else 1)
@@ -375,6 +401,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         if not ckpt_path.exists():
             raise FileNotFoundError(f"resume: no checkpoint at {ckpt_path}")
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        check_same_run(ckpt["config"], config)
         G.load_state_dict(ckpt["G"])
         D.load_state_dict(ckpt["D"])
         if G_ema is not None and ckpt.get("G_ema") is not None:

@@ -10,6 +10,13 @@ if not torch.cuda.is_available():
 
 import gankernels as gk  # noqa: E402
 
+# Under pytest-xdist (`make test` runs two workers) each worker gets one core's worth of
+# threads, so that the two do not fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(
+        max(1, (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    )
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -218,3 +218,54 @@ def test_cli_trains_and_reports(tmp_path, capsys):
     assert "images/s" in capsys.readouterr().out
     assert cli.main(["train", "--model", "nope", "--out", str(out)]) == 2
     assert "dcgan" in capsys.readouterr().err
+
+
+def test_bn_critic_refused_with_gradient_penalty(tmp_path):
+    config = tiny(tmp_path, loss="wgan-gp", steps=1, model_options={"d_norm": "batch"})
+    with pytest.raises(ValueError, match="batch norm"):
+        train(config)
+    # The same critic without a penalty trains (the DCGAN paper's D).
+    train(dataclasses.replace(config, loss="nonsaturating"))
+
+
+def test_amp_channels_last_and_reference_run(tmp_path):
+    for name, extra in (
+        ("amp", dict(amp=True, channels_last=True)),
+        ("reference", dict(reference=True)),
+    ):
+        config = tiny(tmp_path / name, model="stylegan2", loss="r1", steps=2, **extra)
+        result = train(config)
+        assert result.steps == 2
+        row = result.history[-1]
+        assert all(torch.isfinite(torch.tensor(row[k])) for k in ("loss_d", "loss_g"))
+
+
+def test_same_seed_same_weights_and_seed_matters(tmp_path):
+    def weights(name, seed):
+        config = tiny(tmp_path / name, loss="lsgan", steps=2, seed=seed, deterministic=True)
+        train(config)
+        return load(Path(config.out) / "last.pt")["G"]
+
+    a, b, c = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert_same_state(a, b)
+    assert not torch.equal(a["net.0.weight"], c["net.0.weight"])
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager(tmp_path):
+    """torch.compile of G and D (the penalty's D forward stays eager) trains the same."""
+    eager = tiny(tmp_path / "eager", model="dcgan", loss="r1", steps=2, reg_every=2)
+    train(eager)
+    compiled = dataclasses.replace(eager, compile=True, out=str(tmp_path / "compiled"))
+    train(compiled)
+    a, b = load(Path(eager.out) / "last.pt"), load(Path(compiled.out) / "last.pt")
+    assert_same_state(a["G"], b["G"], atol=1e-4, rtol=1e-3, where="G")
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    config = tiny(tmp_path, loss="lsgan", steps=1)
+    train(config)
+    with pytest.raises(ValueError, match="batch: 8 -> 16"):
+        train(dataclasses.replace(config, steps=2, batch=16, resume=True))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(dataclasses.replace(config, out=str(tmp_path / "empty"), resume=True))
