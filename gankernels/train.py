@@ -72,6 +72,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"
     resume: bool = False
+    overwrite: bool = False  # start over in an OUT that already has a checkpoint
     log_every: int = 50
     sample_every: int = 500
     ckpt_every: int = 500
@@ -338,6 +339,13 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResult:
     if config.batch % ranks.world:
         raise ValueError(f"batch ({config.batch}) must be divisible by the {ranks.world} ranks")
+    out = Path(config.out)
+    ckpt_path = out / "last.pt"
+    if ckpt_path.exists() and not (config.resume or config.overwrite):
+        raise FileExistsError(
+            f"{ckpt_path} exists: pass resume=True (--resume) to continue that run, "
+            "overwrite=True (--overwrite) to start over in its place, or another out folder"
+        )
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
@@ -384,8 +392,6 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     opt_d = _optimizer(loss, D, config.lr_d, lazy_every=loss.reg_every if loss.penalty else 1)
     G_ema = copy.deepcopy(G).requires_grad_(False) if config.ema > 0 else None
 
-    out = Path(config.out)
-    ckpt_path = out / "last.pt"
     stream = BatchStream(
         data,
         config.batch,

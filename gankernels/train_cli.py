@@ -51,6 +51,7 @@ HELP = {
     "deterministic": "deterministic algorithms only (slower on GPUs)",
     "device": "auto, cpu, cuda or cuda:N",
     "resume": "continue from OUT/last.pt exactly where it stopped",
+    "overwrite": "start over in an OUT that already holds a checkpoint (replacing its files)",
     "log_every": "steps between log rows (losses, images/s) and NaN checks",
     "sample_every": "steps between sample grids (PNG)",
     "ckpt_every": "steps between checkpoints (OUT/last.pt, written atomically)",
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"gankernels train: diverged: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"gankernels train: error: {err}", file=sys.stderr)
         return 2
     if result.steps:

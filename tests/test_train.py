@@ -269,3 +269,14 @@ def test_resume_refuses_other_settings(tmp_path):
         train(dataclasses.replace(config, steps=2, batch=16, resume=True))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(dataclasses.replace(config, out=str(tmp_path / "empty"), resume=True))
+
+
+def test_fresh_run_never_replaces_a_checkpoint(tmp_path):
+    config = tiny(tmp_path, loss="lsgan", steps=1)
+    train(config)
+    before = (Path(config.out) / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config)
+    assert (Path(config.out) / "last.pt").read_bytes() == before
+    train(dataclasses.replace(config, overwrite=True, seed=3))
+    assert (Path(config.out) / "last.pt").read_bytes() != before

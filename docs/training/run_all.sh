@@ -33,7 +33,7 @@ if [ "${1:-}" = "--one" ]; then
   name=$2
   [ -n "${RUNS[$name]+x}" ] || { echo "unknown run $name; known: ${!RUNS[*]}"; exit 2; }
   # shellcheck disable=SC2086
-  OMP_NUM_THREADS=1 $GK train --data mnist --steps "$STEPS" --batch 64 --no-progress \
+  OMP_NUM_THREADS=1 $GK train --data mnist --steps "$STEPS" --batch 64 --no-progress --overwrite \
     --out "$OUT/$name" ${RUNS[$name]} > "$OUT/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
   cp "$OUT/$name/samples.png" "$DOCS/$name.png"
   cp "$OUT/$name/log.csv" "$DOCS/$name.csv"

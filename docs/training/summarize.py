@@ -1,0 +1,54 @@
+"""Writes docs/training/README.md from the runs' logs: one row per run (command, final
+losses, images/s, minutes) and its sample grid."""
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+
+
+def main(runs_script: Path = DOCS / "run_all.sh") -> None:
+    flags = dict(re.findall(r'\[([\w-]+)\]="([^"]+)"', runs_script.read_text()))
+    rows, grids = [], []
+    for name, extra in flags.items():
+        log = DOCS / f"{name}.csv"
+        if not log.exists():
+            continue
+        with open(log, newline="") as f:
+            records = list(csv.DictReader(f))
+        last = records[-1]
+        finite = all(
+            v not in ("nan", "inf", "-inf") for r in records for v in (r["loss_d"], r["loss_g"])
+        )
+        rate = sorted(float(r["img_per_s"]) for r in records[1:])[len(records[1:]) // 2]
+        rows.append(
+            f"| {name} | `{extra}` | {last['step']} | {float(last['loss_d']):.3f} | "
+            f"{float(last['loss_g']):.3f} | {'yes' if finite else 'NO'} | {rate:.0f} | "
+            f"{float(last['seconds']) / 60:.1f} |"
+        )
+        grids.append(
+            f"### {name}\n\n`gankernels train --data mnist --batch 64 {extra}`\n\n"
+            f"![{name}]({name}.png)\n"
+        )
+    text = [
+        "# Every loss and model on MNIST",
+        "",
+        "Made by `bash docs/training/run_all.sh` (two runs at a time, one CPU thread each, on",
+        "the 2-core machine of the benchmarks) and `python docs/training/summarize.py`. Each",
+        "run: `gankernels train --data mnist --steps 2000 --batch 64` plus the flags below;",
+        "grids show the EMA generator on fixed noise at the last step (conditional models:",
+        "one row per class, 0 to 9). The logs (`<run>.csv`) have the losses every 50 steps.",
+        "",
+        "| run | flags | steps | loss_d | loss_g | finite throughout | images/s | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *grids,
+    ]
+    (DOCS / "README.md").write_text("\n".join(text))
+
+
+if __name__ == "__main__":
+    main(*(Path(a) for a in sys.argv[1:]))
