@@ -1,0 +1,212 @@
+"""GAN evaluation metrics: FID, KID, Inception Score, improved precision/recall and mode
+coverage, on features of a digit classifier (fast, MNIST-like data) or of the FID
+Inception network.
+
+    import gankernels as gk
+    scores = gk.metrics.compute(G, real_images, n=10000, extractor="digits")
+    scores["fid"], scores["kid"], scores["is"], scores["precision"], scores["recall"]
+    print(scores["modes"].describe())
+
+The building blocks work on any (N, D) features: `fid(a, b)`, `kid(a, b)`,
+`precision_recall(real, fake)`, `inception_score(logits)`, `mode_coverage(labels, K)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .extractors import (
+    DigitClassifier,
+    ExtractorNotInstalled,
+    InceptionFeatures,
+    extract,
+    load_digit_classifier,
+)
+from .frechet import feature_statistics, fid, frechet_distance
+from .inception_score import inception_score
+from .kid import kid
+from .modes import ModeReport, mode_coverage
+from .precision_recall import precision_recall
+
+METRICS = ("fid", "kid", "is", "pr", "modes")
+EXTRACTORS = ("digits", "inception")
+_NEEDS_LOGITS = ("is", "modes")
+
+
+def _make_extractor(extractor, weights, device) -> nn.Module:
+    if isinstance(extractor, nn.Module):
+        if not (hasattr(extractor, "preprocess") and hasattr(extractor, "outputs")):
+            raise ValueError(
+                "extractor must be 'digits', 'inception' or a module with preprocess() and "
+                "outputs() like DigitClassifier / InceptionFeatures"
+            )
+        return extractor.to(device) if device is not None else extractor
+    if extractor == "digits":
+        return load_digit_classifier(weights, device)
+    if extractor == "inception":
+        return InceptionFeatures(weights, device)
+    raise ValueError(f"extractor must be one of {EXTRACTORS} or a module, got {extractor!r}")
+
+
+def _check_metrics(metrics, has_logits: bool, extractor_name: str) -> tuple[list[str], dict]:
+    """The metrics to compute and, when the caller left the choice to us, those skipped."""
+    skipped = {}
+    if metrics is None:
+        chosen = list(METRICS)
+        if not has_logits:
+            for name in _NEEDS_LOGITS:
+                chosen.remove(name)
+                skipped[name] = f"the {extractor_name} extractor has no class logits"
+        return chosen, skipped
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    chosen = list(dict.fromkeys(metrics))
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise ValueError(f"metrics must be a non-empty list from {METRICS}, got {metrics!r}")
+    wants_logits = [m for m in chosen if m in _NEEDS_LOGITS]
+    if wants_logits and not has_logits:
+        raise ValueError(
+            f"metrics {wants_logits} need class logits, which the {extractor_name} extractor "
+            "does not have (the FID Inception network gives pool features only); use "
+            "extractor='digits' for digit data, or a classifier module with logits"
+        )
+    return chosen, skipped
+
+
+def _is_generator(source) -> bool:
+    return isinstance(source, nn.Module) and hasattr(source, "z_dim")
+
+
+@torch.no_grad()
+def sample_generator(G: nn.Module, n: int, batch_size: int = 64, device=None, seed: int = 0):
+    """Yield n generated images as uint8 batches. z ~ N(0, I) from a seeded generator; a
+    class-conditional G (G.num_classes > 0) gets balanced labels (each class n/K times, in
+    random order), so the generator, not the label draw, decides the class histogram."""
+    if device is None:
+        tensors = [*G.parameters(), *G.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+    generator = torch.Generator().manual_seed(seed)
+    num_classes = int(getattr(G, "num_classes", 0) or 0)
+    labels = None
+    if num_classes > 0:
+        labels = torch.arange(n) % num_classes
+        labels = labels[torch.randperm(n, generator=generator)]
+    was_training = G.training
+    G.eval()
+    try:
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            z = torch.randn(count, G.z_dim, generator=generator).to(device)
+            y = None if labels is None else labels[start : start + count].to(device)
+            images = G(z, y)
+            if not torch.isfinite(images).all():
+                raise ValueError("the generator produced NaN/inf images")
+            yield images.float().clamp(-1, 1)
+    finally:
+        G.train(was_training)
+
+
+def compute(
+    images_or_generator,
+    real_images,
+    metrics=None,
+    extractor="digits",
+    n: int | None = None,
+    *,
+    batch_size: int = 64,
+    device=None,
+    seed: int = 0,
+    weights=None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    is_splits: int = 10,
+    pr_k: int = 3,
+    progress: bool = False,
+) -> dict:
+    """Metrics of generated images against real ones.
+
+    images_or_generator: a generator G(z, y) with G.z_dim (sampled n times, default
+    len(real_images)) or images (tensor (N, C, H, W) uint8 / floats in [-1, 1], a data
+    set, or an iterable of batches). metrics: any of "fid", "kid", "is", "pr", "modes";
+    None = all that the extractor supports (Inception has no logits, so IS and mode
+    coverage are skipped and the reason is under "skipped"). extractor: "digits"
+    (DigitClassifier: penultimate features for FID/KID/PR, logits for IS/modes),
+    "inception" (pool3 features), or a module; `weights` replaces its packaged weights.
+
+    Returns a dict with "fid", "kid" / "kid_std", "is" / "is_std" (generated images),
+    "precision" / "recall", "modes" (a ModeReport), "num_fake", "num_real", "extractor",
+    "skipped".
+    """
+    if isinstance(extractor, nn.Module):
+        extractor_name = type(extractor).__name__
+    else:
+        extractor_name = str(extractor)
+    model = _make_extractor(extractor, weights, device)
+    has_logits = int(getattr(model, "num_classes", 0) or 0) > 0
+    chosen, skipped = _check_metrics(metrics, has_logits, extractor_name)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+    real = extract(model, real_images, batch_size, device, progress, name="real_images")
+    if _is_generator(images_or_generator):
+        if n is None:
+            n = real["features"].shape[0]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n must be an int >= 2 (number of samples), got {n!r}")
+        batches = sample_generator(images_or_generator, n, batch_size, device, seed)
+        fake = extract(model, batches, batch_size, device, progress, total=n, name="generated")
+    else:
+        if n is not None:
+            raise ValueError("n only applies to a generator; pass fewer images instead")
+        fake = extract(
+            model, images_or_generator, batch_size, device, progress, name="images_or_generator"
+        )
+
+    result: dict = {
+        "num_fake": fake["features"].shape[0],
+        "num_real": real["features"].shape[0],
+        "extractor": extractor_name,
+        "skipped": skipped,
+    }
+    if "fid" in chosen:
+        result["fid"] = fid(fake["features"], real["features"])
+    if "kid" in chosen:
+        # subsets of the usual 1000 samples, or of all of them when there are fewer
+        subset_size = min(kid_subset_size, result["num_fake"], result["num_real"])
+        result["kid"], result["kid_std"] = kid(
+            fake["features"], real["features"], kid_subsets, subset_size, seed
+        )
+    if "pr" in chosen:
+        result["precision"], result["recall"] = precision_recall(
+            real["features"], fake["features"], k=pr_k
+        )
+    if "is" in chosen:
+        splits = min(is_splits, fake["logits"].shape[0])
+        result["is"], result["is_std"] = inception_score(fake["logits"], splits)
+    if "modes" in chosen:
+        labels = fake["logits"].argmax(1)
+        result["modes"] = mode_coverage(labels, fake["logits"].shape[1])
+    return result
+
+
+__all__ = [
+    "METRICS",
+    "EXTRACTORS",
+    "compute",
+    "fid",
+    "frechet_distance",
+    "feature_statistics",
+    "kid",
+    "inception_score",
+    "precision_recall",
+    "mode_coverage",
+    "ModeReport",
+    "DigitClassifier",
+    "load_digit_classifier",
+    "InceptionFeatures",
+    "ExtractorNotInstalled",
+    "extract",
+    "sample_generator",
+]
