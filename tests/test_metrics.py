@@ -323,3 +323,50 @@ def test_compute_samples_a_generator(digit_classifier, real_sample):
         metrics.compute(G, real, n=1, extractor=digit_classifier)
     with pytest.raises(ValueError, match="real_images.*\\[-1, 1\\]"):
         metrics.compute(other_real, real.float(), extractor=digit_classifier)
+
+
+def test_metric_choice_without_logits():
+    chosen, skipped = metrics._check_metrics(None, has_logits=False, extractor_name="inception")
+    assert chosen == ["fid", "kid", "pr"] and set(skipped) == {"is", "modes"}
+    assert "no class logits" in skipped["is"]
+    chosen, skipped = metrics._check_metrics("fid", has_logits=True, extractor_name="digits")
+    assert chosen == ["fid"] and skipped == {}
+
+
+def test_extract_from_data_set_and_batches(digit_classifier, mnist_test):
+    subset = gk.data.ImageDataset("mnist", mnist_test.images[:40], mnist_test.labels[:40])
+    from_set = metrics.extract(digit_classifier, subset, batch_size=16, progress=False)
+    batches = [(subset.images[i : i + 16], subset.labels[i : i + 16]) for i in range(0, 40, 16)]
+    from_batches = metrics.extract(digit_classifier, iter(batches), progress=False)
+    torch.testing.assert_close(from_set["logits"], from_batches["logits"])
+    with pytest.raises(ValueError, match="empty"):
+        metrics.extract(digit_classifier, [], progress=False)
+
+
+def test_load_generator_from_checkpoint_and_compute(tmp_path, digit_classifier, real_sample):
+    real, _ = real_sample
+    G, _ = gk.models.build_models("dcgan", img_size=28, num_classes=10, width=8)
+    G_ema, _ = gk.models.build_models("dcgan", img_size=28, num_classes=10, width=8)
+    config = {"model": "dcgan", "z_dim": None, "width": 8, "reference": False}
+    config["model_options"] = {}
+    ckpt = {"config": config, "G": G.state_dict(), "G_ema": G_ema.state_dict()}
+    ckpt.update(num_classes=10, img_channels=1, img_size=28)
+    torch.save(ckpt, tmp_path / "last.pt")
+    loaded = metrics.load_generator(tmp_path / "last.pt")
+    assert not loaded.training and loaded.num_classes == 10
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, G_ema.state_dict()[name])
+    loaded_raw = metrics.load_generator(tmp_path / "last.pt", ema=False)
+    for name, value in loaded_raw.state_dict().items():
+        torch.testing.assert_close(value, G.state_dict()[name])
+    # an untrained G: far from MNIST, but every number is finite
+    result = metrics.compute(loaded, real, n=300, batch_size=100, extractor=digit_classifier)
+    assert result["num_fake"] == 300
+    for key in ("fid", "kid", "is", "precision", "recall"):
+        assert math.isfinite(result[key]), key
+    assert result["fid"] > 100
+    with pytest.raises(FileNotFoundError):
+        metrics.load_generator(tmp_path / "missing.pt")
+    torch.save({"G": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a gankernels training checkpoint"):
+        metrics.load_generator(tmp_path / "other.pt")

@@ -13,7 +13,6 @@ The building blocks work on any (N, D) features: `fid(a, b)`, `kid(a, b)`,
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .extractors import (
@@ -24,6 +23,7 @@ from .extractors import (
     load_digit_classifier,
 )
 from .frechet import feature_statistics, fid, frechet_distance
+from .generators import is_generator, load_generator, sample_generator
 from .inception_score import inception_score
 from .kid import kid
 from .modes import ModeReport, mode_coverage
@@ -75,39 +75,6 @@ def _check_metrics(metrics, has_logits: bool, extractor_name: str) -> tuple[list
     return chosen, skipped
 
 
-def _is_generator(source) -> bool:
-    return isinstance(source, nn.Module) and hasattr(source, "z_dim")
-
-
-@torch.no_grad()
-def sample_generator(G: nn.Module, n: int, batch_size: int = 64, device=None, seed: int = 0):
-    """Yield n generated images as uint8 batches. z ~ N(0, I) from a seeded generator; a
-    class-conditional G (G.num_classes > 0) gets balanced labels (each class n/K times, in
-    random order), so the generator, not the label draw, decides the class histogram."""
-    if device is None:
-        tensors = [*G.parameters(), *G.buffers()]
-        device = tensors[0].device if tensors else torch.device("cpu")
-    generator = torch.Generator().manual_seed(seed)
-    num_classes = int(getattr(G, "num_classes", 0) or 0)
-    labels = None
-    if num_classes > 0:
-        labels = torch.arange(n) % num_classes
-        labels = labels[torch.randperm(n, generator=generator)]
-    was_training = G.training
-    G.eval()
-    try:
-        for start in range(0, n, batch_size):
-            count = min(batch_size, n - start)
-            z = torch.randn(count, G.z_dim, generator=generator).to(device)
-            y = None if labels is None else labels[start : start + count].to(device)
-            images = G(z, y)
-            if not torch.isfinite(images).all():
-                raise ValueError("the generator produced NaN/inf images")
-            yield images.float().clamp(-1, 1)
-    finally:
-        G.train(was_training)
-
-
 def compute(
     images_or_generator,
     real_images,
@@ -150,7 +117,7 @@ def compute(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
     real = extract(model, real_images, batch_size, device, progress, name="real_images")
-    if _is_generator(images_or_generator):
+    if is_generator(images_or_generator):
         if n is None:
             n = real["features"].shape[0]
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
@@ -209,4 +176,5 @@ __all__ = [
     "ExtractorNotInstalled",
     "extract",
     "sample_generator",
+    "load_generator",
 ]
