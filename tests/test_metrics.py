@@ -339,6 +339,16 @@ def test_extract_from_data_set_and_batches(digit_classifier, mnist_test):
     batches = [(subset.images[i : i + 16], subset.labels[i : i + 16]) for i in range(0, 40, 16)]
     from_batches = metrics.extract(digit_classifier, iter(batches), progress=False)
     torch.testing.assert_close(from_set["logits"], from_batches["logits"])
+
+    class PairsOnly(torch.utils.data.Dataset):  # like FolderDataset: one image per index
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, index):
+            return subset.images[index], int(subset.labels[index])
+
+    from_pairs = metrics.extract(digit_classifier, PairsOnly(), batch_size=16, progress=False)
+    torch.testing.assert_close(from_set["logits"], from_pairs["logits"])
     with pytest.raises(ValueError, match="empty"):
         metrics.extract(digit_classifier, [], progress=False)
 

@@ -207,8 +207,8 @@ class InceptionFeatures(nn.Module):
 
 
 def _image_batches(images, batch_size: int, name: str) -> Iterable[torch.Tensor]:
-    """Batches from a tensor, a data set with an `images` tensor, or an iterable of
-    tensors / (images, labels) pairs."""
+    """Batches from a tensor, a data set (in memory, or any map-style one of (image, label)
+    pairs), or an iterable of tensors / (images, labels) pairs."""
     if hasattr(images, "images") and isinstance(images.images, torch.Tensor):
         images = images.images
     if isinstance(images, torch.Tensor):
@@ -217,6 +217,9 @@ def _image_batches(images, batch_size: int, name: str) -> Iterable[torch.Tensor]
         for start in range(0, images.shape[0], batch_size):
             yield images[start : start + batch_size]
         return
+    if isinstance(images, torch.utils.data.Dataset) and hasattr(images, "__len__"):
+        # a map-style data set (e.g. FolderDataset) indexes single (image, label) pairs
+        images = torch.utils.data.DataLoader(images, batch_size=batch_size)
     if not isinstance(images, Iterable):
         raise ValueError(
             f"{name} must be an image tensor, a data set or an iterable of image batches, "
@@ -247,10 +250,10 @@ def extract(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if device is not None:
         extractor = extractor.to(device)
-    if total is None and hasattr(images, "__len__") and not isinstance(images, torch.Tensor):
-        total = len(images) if hasattr(images, "images") else None
     if isinstance(images, torch.Tensor):
         total = images.shape[0]
+    elif total is None and isinstance(images, torch.utils.data.Dataset):
+        total = len(images)
     results: dict[str, list[torch.Tensor]] = {}
     with tqdm(total=total, disable=not progress, unit="img", desc="features") as bar:
         for batch in _image_batches(images, batch_size, name):
