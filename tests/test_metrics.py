@@ -255,6 +255,9 @@ def test_inception_features_small(mnist_test):
     assert isinstance(custom.net, torch.jit.ScriptModule)
     with pytest.raises(ValueError, match="need class logits"):
         metrics.compute(images, images, metrics=["is"], extractor=model)
+    # refused before any feature extraction: 4 images for 2048 features
+    with pytest.raises(ValueError, match="images_or_generator: 4 images are too few.*digits"):
+        metrics.compute(images, images, extractor=model)
 
 
 # --------------------------------------------------------------------------- compute()

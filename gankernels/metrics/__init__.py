@@ -13,6 +13,7 @@ The building blocks work on any (N, D) features: `fid(a, b)`, `kid(a, b)`,
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .extractors import (
@@ -75,6 +76,28 @@ def _check_metrics(metrics, has_logits: bool, extractor_name: str) -> tuple[list
     return chosen, skipped
 
 
+def _count(images) -> int | None:
+    """Number of images when it is known without iterating."""
+    if isinstance(images, torch.Tensor):
+        return images.shape[0] if images.dim() == 4 else None
+    if hasattr(images, "images") and isinstance(images.images, torch.Tensor):
+        return images.images.shape[0]
+    if isinstance(images, torch.utils.data.Dataset) and hasattr(images, "__len__"):
+        return len(images)
+    return None
+
+
+def _check_fid_samples(count: int | None, feature_dim: int, name: str, extractor_name) -> None:
+    if count is not None and count <= feature_dim:
+        raise ValueError(
+            f"{name}: {count} images are too few for FID on the {extractor_name} extractor's "
+            f"{feature_dim}-dimensional features (the covariance needs more samples than "
+            f"dimensions, and FID is usually reported on 10000-50000 images); use more "
+            "images, a smaller feature layer such as extractor='digits' (256 features) for "
+            "digit data, or leave 'fid' out of metrics"
+        )
+
+
 def compute(
     images_or_generator,
     real_images,
@@ -116,17 +139,26 @@ def compute(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
-    real = extract(model, real_images, batch_size, device, progress, name="real_images")
-    if is_generator(images_or_generator):
-        if n is None:
-            n = real["features"].shape[0]
+    from_generator = is_generator(images_or_generator)
+    if n is not None:
+        if not from_generator:
+            raise ValueError("n only applies to a generator; pass fewer images instead")
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ValueError(f"n must be an int >= 2 (number of samples), got {n!r}")
+    feature_dim = getattr(model, "feature_dim", None)
+    if "fid" in chosen and feature_dim:
+        # before the (possibly long) feature extraction, where the counts are known
+        count = n if from_generator else _count(images_or_generator)
+        _check_fid_samples(count, feature_dim, "images_or_generator", extractor_name)
+        _check_fid_samples(_count(real_images), feature_dim, "real_images", extractor_name)
+
+    real = extract(model, real_images, batch_size, device, progress, name="real_images")
+    if from_generator:
+        if n is None:
+            n = real["features"].shape[0]
         batches = sample_generator(images_or_generator, n, batch_size, device, seed)
         fake = extract(model, batches, batch_size, device, progress, total=n, name="generated")
     else:
-        if n is not None:
-            raise ValueError("n only applies to a generator; pass fewer images instead")
         fake = extract(
             model, images_or_generator, batch_size, device, progress, name="images_or_generator"
         )
@@ -138,6 +170,9 @@ def compute(
         "skipped": skipped,
     }
     if "fid" in chosen:
+        dim = fake["features"].shape[1]
+        _check_fid_samples(result["num_fake"], dim, "images_or_generator", extractor_name)
+        _check_fid_samples(result["num_real"], dim, "real_images", extractor_name)
         result["fid"] = fid(fake["features"], real["features"])
     if "kid" in chosen:
         # subsets of the usual 1000 samples, or of all of them when there are fewer
