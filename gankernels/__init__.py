@@ -4,9 +4,10 @@ import gankernels as gk
 gk.backends()                       # which backends this machine has
 gk.nn.utils.spectral_norm(conv)     # drop-in for torch's parametrization
 gk.patch(model)                     # swap torch layers for fused ones, in place
+gk.metrics.compute(G, real_images)  # FID, KID, IS, precision/recall, mode coverage
 """
 
-from . import losses, models, nn, ops
+from . import losses, metrics, models, nn, ops
 from ._backend import backends, get_backend, set_backend, use_backend
 from .patch import PatchReport, patch
 from .regularizers import (
@@ -27,6 +28,7 @@ __all__ = [
     "use_backend",
     "nn",
     "losses",
+    "metrics",
     "models",
     "ops",
     "patch",

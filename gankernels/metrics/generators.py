@@ -1,0 +1,75 @@
+"""Generators as sample sources: draw images from G(z, y), and rebuild G from a training
+checkpoint (OUT/last.pt of `gankernels train`)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from ..models import build_models
+
+
+def is_generator(source) -> bool:
+    return isinstance(source, nn.Module) and hasattr(source, "z_dim")
+
+
+@torch.no_grad()
+def sample_generator(G: nn.Module, n: int, batch_size: int = 64, device=None, seed: int = 0):
+    """Yield n generated images in batches, floats clamped to [-1, 1]. z ~ N(0, I) from a
+    seeded generator; a class-conditional G (G.num_classes > 0) gets balanced labels (each
+    class n/K times, in random order), so the generator, not the label draw, decides the
+    class histogram."""
+    if device is None:
+        tensors = [*G.parameters(), *G.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+    generator = torch.Generator().manual_seed(seed)
+    num_classes = int(getattr(G, "num_classes", 0) or 0)
+    labels = None
+    if num_classes > 0:
+        labels = torch.arange(n) % num_classes
+        labels = labels[torch.randperm(n, generator=generator)]
+    was_training = G.training
+    G.eval()
+    try:
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            z = torch.randn(count, G.z_dim, generator=generator).to(device)
+            y = None if labels is None else labels[start : start + count].to(device)
+            images = G(z, y)
+            if not torch.isfinite(images).all():
+                raise ValueError("images_or_generator: the generator produced NaN/inf images")
+            yield images.float().clamp(-1, 1)
+    finally:
+        G.train(was_training)
+
+
+def load_generator(checkpoint: str | os.PathLike, ema: bool = True, device="cpu") -> nn.Module:
+    """G from a `gankernels train` checkpoint, in eval mode: the EMA weights (G_ema) when
+    the run kept them and ema=True, else the trained G. The checkpoint is unpickled, so load
+    only files you trust."""
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    keys = ("config", "G", "num_classes", "img_channels", "img_size")
+    missing = [k for k in keys if k not in ckpt] if isinstance(ckpt, dict) else list(keys)
+    if missing:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} is not a gankernels training checkpoint "
+            f"(missing {missing})"
+        )
+    config = ckpt["config"]
+    G, _ = build_models(
+        config["model"],
+        img_channels=ckpt["img_channels"],
+        img_size=ckpt["img_size"],
+        z_dim=config.get("z_dim"),
+        num_classes=ckpt["num_classes"],
+        width=config.get("width"),
+        reference=config.get("reference", False),
+        **config.get("model_options", {}),
+    )
+    state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt["G"]
+    G.load_state_dict(state)
+    return G.to(device).eval().requires_grad_(False)
