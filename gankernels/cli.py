@@ -1,5 +1,5 @@
-"""Command line: `gankernels info`, `gankernels bench`, `gankernels train` (also
-`python -m gankernels ...`)."""
+"""Command line: `gankernels info`, `gankernels bench`, `gankernels train`, `gankernels eval`
+(also `python -m gankernels ...`)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, devices and which backends are available (and why not)")
     bench = sub.add_parser("bench", help="benchmark the kernels against PyTorch and torch.compile")
-    from . import benchmark, train_cli
+    from . import benchmark, eval_cli, train_cli
 
     benchmark.add_arguments(bench)
     train = sub.add_parser(
@@ -71,11 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train_cli.add_arguments(train)
+    evaluate = sub.add_parser(
+        "eval",
+        help="FID, KID, IS, precision/recall and mode coverage of a generator",
+        description=eval_cli.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    eval_cli.add_arguments(evaluate)
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
     if args.command == "train":
         return train_cli.run(args)
+    if args.command == "eval":
+        return eval_cli.run(args)
     return benchmark.run(args)
 
 
