@@ -210,3 +210,24 @@ def test_clear_errors():
     G, _ = _build("dcgan", 28)
     with pytest.raises(ValueError, match="unconditional"):
         G(z, y)
+
+
+@pytest.mark.parametrize("num_classes", [0, CLASSES], ids=["uncond", "cond"])
+def test_dcgan_options_spectral_norm_d_and_norm_free_g(num_classes):
+    """d_sn puts spectral norm on every layer of D, g_norm=None removes G's batch norm;
+    the fused and the torch builds still agree."""
+    kwargs = dict(img_size=28, width=8, num_classes=num_classes, d_sn=True, g_norm=None)
+    torch.manual_seed(5)
+    G, D = gk.models.build_models("dcgan", **kwargs)
+    G_ref, D_ref = gk.models.build_models("dcgan", reference=True, **kwargs)
+    G_ref.load_state_dict(G.state_dict())
+    D_ref.load_state_dict(D.state_dict())
+    # every conv of D (28 px: two strided ones and the output), and the projection
+    n_sn = sum(".parametrizations.weight.original" in k for k in D.state_dict())
+    assert n_sn == 3 + (num_classes > 0)
+    assert not gk.regularizers.batch_coupled_modules(G)
+    z, y = _inputs(G, num_classes)
+    x = G(z, y)
+    with gk.use_backend("reference"):
+        torch.testing.assert_close(x, G_ref(z, y), atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(D(x, y), D_ref(x, y), atol=2e-5, rtol=1e-4)

@@ -6,7 +6,8 @@ G's widest layer has width * 2^(doublings - 1) channels, halving at each doublin
 mirrors it. D has no norm by default (d_norm=None): batch norm couples the samples of a
 batch, which a gradient penalty (WGAN-GP, R1) must not see, and the paper's D without it
 trains well at these sizes; d_norm="batch" gives the paper's D, "instance" a per-sample
-norm that a penalised critic accepts.
+norm that a penalised critic accepts. d_sn=True puts spectral norm on every layer of D
+(the "standard CNN" of the SNGAN paper).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Discriminator(nn.Module):
         width: int = 64,
         d_norm: str | None = None,
         reference: bool = False,
+        d_sn: bool = False,
     ):
         super().__init__()
         if d_norm not in D_NORMS:
@@ -88,22 +90,24 @@ class Discriminator(nn.Module):
         L = Layers(fused=not reference)
         self.num_classes, self.img_channels, self.img_size = num_classes, img_channels, img_size
         ch = width
+        # Small, like the other weights, so that the projection does not swamp the logit;
+        # spectrally normalised weights are initialised before the wrapping.
+        small = lambda w: nn.init.normal_(w, 0.0, 0.02)  # noqa: E731
+        sn = dict(sn=True, init=small) if d_sn else {}
         # No norm on the first layer, as in the paper.
-        layers = [L.conv(img_channels, ch, 4, 2, 1, act="lrelu", alpha=0.2)]
+        layers = [L.conv(img_channels, ch, 4, 2, 1, act="lrelu", alpha=0.2, **sn)]
         for _ in range(doublings - 1):
             if d_norm is None:
-                layers.append(L.conv(ch, ch * 2, 4, 2, 1, act="lrelu", alpha=0.2))
+                layers.append(L.conv(ch, ch * 2, 4, 2, 1, act="lrelu", alpha=0.2, **sn))
             else:
                 layers += [
-                    L.conv(ch, ch * 2, 4, 2, 1, bias=False),
+                    L.conv(ch, ch * 2, 4, 2, 1, bias=False, **sn),
                     L.norm_act(ch * 2, d_norm, "lrelu", 0.2),
                 ]
             ch *= 2
         self.features = nn.Sequential(*layers)
-        self.out = L.conv(ch, 1, start)
-        # Small, like the other weights, so that the projection does not swamp the logit.
-        small = lambda w: nn.init.normal_(w, 0.0, 0.02)  # noqa: E731
-        self.embed = L.embedding(num_classes, ch, init=small) if num_classes else None
+        self.out = L.conv(ch, 1, start, **sn)
+        self.embed = L.embedding(num_classes, ch, sn=d_sn, init=small) if num_classes else None
         init_dcgan_(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -124,6 +128,7 @@ def build(
     width: int | None = None,
     reference: bool = False,
     d_norm: str | None = None,
+    d_sn: bool = False,
     g_norm: str | None = "batch",
     g_width: int | None = None,
     d_width: int | None = None,
@@ -139,5 +144,7 @@ def build(
         reference,
         g_norm,
     )
-    D = Discriminator(img_channels, img_size, num_classes, d_width or width, d_norm, reference)
+    D = Discriminator(
+        img_channels, img_size, num_classes, d_width or width, d_norm, reference, d_sn
+    )
     return G, D
