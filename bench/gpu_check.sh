@@ -259,6 +259,15 @@ timeout -k 10 "$lim" "$PYTHON" -m gankernels bench --train "${TRAIN[@]}" --out "
 rc=${PIPESTATUS[0]}
 record bench-train "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/bench_train.log"
 
+t0=$SECONDS
+lim=$(limit 120 15)
+if [ "$DRY" = 1 ]; then METRICS=(--device cpu --quick); else METRICS=(--device cuda); fi
+echo "gankernels bench --metrics ${METRICS[*]} --out $RESULTS (limit ${lim}s)"
+timeout -k 10 "$lim" "$PYTHON" -m gankernels bench --metrics "${METRICS[@]}" --out "$RESULTS" \
+    2>&1 | tee "$LOGS/bench_metrics.log"
+rc=${PIPESTATUS[0]}
+record bench-metrics "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/bench_metrics.log"
+
 # ---------------------------------------------------------------------------------------
 banner "6/7 collect"
 t0=$SECONDS

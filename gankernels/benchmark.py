@@ -1172,6 +1172,10 @@ def run(args: argparse.Namespace) -> int:
         from . import benchmark_train
 
         return benchmark_train.run(args)
+    if args.metrics:
+        from . import benchmark_metrics
+
+        return benchmark_metrics.run(args)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     unknown = [o for o in ops if o not in OPS]
     if unknown or not ops:

@@ -169,6 +169,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"time whole training steps instead of ops ({', '.join(TRAIN_CASES)})",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="time FID (ours vs scipy's sqrtm path) and feature extraction instead of ops",
+    )
     parser.add_argument("--data", default="mnist", help="data set for --train (default: mnist)")
     parser.add_argument("--batch", type=int, default=64, help="batch size for --train (default 64)")
     parser.add_argument(
