@@ -28,14 +28,24 @@ MIN_CELL_PIXELS = 64
 MIN_POINTS_TO_SMOOTH = 50
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(file)` on a temporary file beside `path`, then move it into place."""
+    """Call `write(file)` on a temporary file beside `path`, flush it to disk, then move
+    it into place: a crash leaves the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _default_mode())  # mkstemp's 0600 would hide the file from others
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import io
 import math
 import os
 import random
@@ -35,7 +36,7 @@ from torch import nn
 
 from . import _backend
 from .data import BatchStream, load_dataset
-from .images import plot_losses, save_grid
+from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
 from .models import MODELS, build_models
 from .regularizers import gradient_penalty, r1_penalty_from
@@ -243,13 +244,6 @@ def check_same_run(saved: dict, config: TrainConfig) -> None:
 # ------------------------------------------------------------------------ files
 
 
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash leaves the old file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def rng_states() -> dict:
     states = {
         "torch": torch.get_rng_state(),
@@ -282,12 +276,11 @@ class CSVLog:
     def append(self, row: dict) -> None:
         self.rows.append(row)
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
 
 
 # ------------------------------------------------------------------------ the loop
@@ -513,7 +506,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             "img_channels": data.channels,
             "img_size": data.image_size,
         }
-        atomic_save(ckpt, ckpt_path)
+        atomic_write(ckpt_path, lambda f: torch.save(ckpt, f))
 
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
