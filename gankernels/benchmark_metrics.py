@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     images = torch.randint(0, 256, (64 if not args.quick else 8, 1, 28, 28), dtype=torch.uint8)
     for name in ("digits", "inception"):
         try:
-            model = metrics._make_extractor(name, None, device)
+            model = metrics.make_extractor(name, None, device)
         except metrics.ExtractorNotInstalled as err:
             rows.append(dict(what=f"extract {name}", status=str(err)))
             continue

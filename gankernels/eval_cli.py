@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator's noise")
     parser.add_argument("--json", help="write the results here (default: beside --ckpt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="extract the real images' features again instead of reading them from "
+        "~/.cache/gankernels/features",
+    )
 
 
 def _images(spec: str, split: str, n: int, image_size: int | None):
@@ -94,18 +100,27 @@ def evaluate(args: argparse.Namespace) -> dict:
     elif not args.ckpt:  # the data set against itself: the floor a generator can reach
         fake, n, what = _images(args.data, "train", args.n, size), None, f"{args.data} train"
     t0 = time.perf_counter()
+    extractor = metrics.make_extractor(args.extractor, args.weights, device)
+    real_features = None
+    if not args.weights and not args.data.startswith("folder:") and not args.no_cache:
+        # Real features are the same for every generator evaluated against this data set.
+        key = f"{args.data}-{args.split}-n{len(real)}-{size}px-{args.extractor}"
+        real_features = metrics.cached_features(
+            extractor, real, key, args.batch, device, not args.no_progress
+        )
     scores = metrics.compute(
         fake,
         real,
         metrics=chosen,
-        extractor=args.extractor,
+        extractor=extractor,
         n=n,
         batch_size=args.batch,
         device=device,
         seed=args.seed,
-        weights=args.weights,
         progress=not args.no_progress,
+        real_features=real_features,
     )
+    scores["extractor"] = args.extractor
     scores["seconds"] = round(time.perf_counter() - t0, 1)
     scores["generated"], scores["real"] = what, f"{args.data} {args.split}"
     return scores

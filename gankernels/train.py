@@ -78,6 +78,10 @@ class TrainConfig:
     sample_every: int = 500
     ckpt_every: int = 500
     tensorboard: bool = False
+    eval_every: int = 0  # steps between metrics on generated samples; 0 turns them off
+    eval_metrics: str = "fid,pr,modes"
+    eval_n: int = 1000  # generated and real images per evaluation
+    eval_extractor: str = "digits"
     workers: int = 2  # DataLoader workers for folder data sets
     progress: bool = True
 
@@ -89,6 +93,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be an integer >= 0, got {self.eval_every!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         for name in ("lr_g", "lr_d", "penalty_weight", "clip"):
@@ -281,6 +287,49 @@ class CSVLog:
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+
+
+class PeriodicMetrics:
+    """The chosen metrics of G's samples against held-out real images (the test split
+    where the data set has one), with the real features extracted once (and cached)."""
+
+    def __init__(self, config: TrainConfig, data, device: torch.device):
+        from . import metrics
+
+        self.metrics, self.config, self.device = metrics, config, device
+        self.names = [m.strip() for m in config.eval_metrics.split(",") if m.strip()]
+        self.extractor = metrics.make_extractor(config.eval_extractor, None, device)
+        try:
+            real = load_dataset(config.data, split="test", image_size=data.image_size)
+            split = "test"
+        except ValueError:  # one split only: the training images themselves
+            real, split = data, "train"
+        images = real.images[: config.eval_n] if getattr(real, "in_memory", True) else real
+        key = f"{config.data}-{split}-n{len(images)}-{data.image_size}px-{config.eval_extractor}"
+        if config.data.startswith("folder:"):
+            self.real = metrics.extract(self.extractor, images, 256, device, progress=False)
+        else:
+            self.real = metrics.cached_features(self.extractor, images, key, 256, device, False)
+
+    def __call__(self, G: nn.Module) -> dict[str, float]:
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            scores = self.metrics.compute(
+                G,
+                None,
+                metrics=self.names,
+                extractor=self.extractor,
+                n=self.config.eval_n,
+                batch_size=256,
+                device=self.device,
+                seed=self.config.seed,
+                real_features=self.real,
+            )
+        row = {k: scores[k] for k in ("fid", "kid", "is", "precision", "recall") if k in scores}
+        if "modes" in scores:
+            row["classes_hit"] = len(scores["modes"].classes_hit)
+            row["kl_to_uniform"] = scores["modes"].kl_to_uniform
+        return row
 
 
 # ------------------------------------------------------------------------ the loop
@@ -512,6 +561,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         out.mkdir(parents=True, exist_ok=True)
     log = CSVLog(out / "log.csv", start if config.resume else None) if ranks.main else None
     tb = _tensorboard(out) if config.tensorboard and ranks.main else None
+    evaluate = PeriodicMetrics(config, data, device) if config.eval_every and ranks.main else None
     bar = _progress(start, config.steps, enabled=config.progress and ranks.main)
     batches: Iterator = iter(stream)
     last_good = start if config.resume else None
@@ -529,7 +579,9 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         sums += torch.stack([d_loss, g_loss, penalty]).float()
         interval_steps += 1
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps or done % config.ckpt_every == 0:
+        eval_due = evaluate is not None and done % config.eval_every == 0
+        logged = done % config.log_every == 0 or done == config.steps
+        if logged or eval_due or done % config.ckpt_every == 0:
             # One host sync per interval: cheap, and where divergence is caught.
             if ranks.world > 1:
                 dist.all_reduce(sums)
@@ -555,11 +607,14 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
                 "img_per_s": rate,
                 "seconds": time.perf_counter() - t0,
             }
+            if eval_due:
+                row.update(evaluate(G_ema if G_ema is not None else G))
             if log is not None:
                 log.append(row)
             if tb is not None:
-                for key in ("loss_d", "loss_g", "penalty", "img_per_s"):
-                    tb.add_scalar(key, row[key], done)
+                for key, value in row.items():
+                    if key not in ("step", "seconds"):
+                        tb.add_scalar(key, value, done)
             bar.set_postfix(d=f"{means[0]:.3f}", g=f"{means[1]:.3f}", img_s=f"{rate:.0f}")
             sums.zero_()
             interval_start, interval_steps = time.perf_counter(), 0

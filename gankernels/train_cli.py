@@ -56,6 +56,10 @@ HELP = {
     "sample_every": "steps between sample grids (PNG)",
     "ckpt_every": "steps between checkpoints (OUT/last.pt, written atomically)",
     "tensorboard": "also log to OUT/tensorboard (needs the tensorboard package)",
+    "eval_every": "steps between metrics of G's samples, logged with the losses (0: off)",
+    "eval_metrics": "metrics for --eval-every, from fid,kid,is,pr,modes",
+    "eval_n": "generated and real images per evaluation",
+    "eval_extractor": "feature extractor for --eval-every: digits or inception",
     "workers": "DataLoader workers for folder data sets",
     "progress": "show a progress bar",
 }

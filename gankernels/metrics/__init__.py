@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cache import cached_features
 from .extractors import (
     DigitClassifier,
     ExtractorNotInstalled,
@@ -35,7 +36,8 @@ EXTRACTORS = ("digits", "inception")
 _NEEDS_LOGITS = ("is", "modes")
 
 
-def _make_extractor(extractor, weights, device) -> nn.Module:
+def make_extractor(extractor, weights=None, device=None) -> nn.Module:
+    """The extractor module for a name ("digits", "inception") or a module."""
     if isinstance(extractor, nn.Module):
         if not (hasattr(extractor, "preprocess") and hasattr(extractor, "outputs")):
             raise ValueError(
@@ -114,6 +116,7 @@ def compute(
     is_splits: int = 10,
     pr_k: int = 3,
     progress: bool = False,
+    real_features: dict | None = None,
 ) -> dict:
     """Metrics of generated images against real ones.
 
@@ -127,13 +130,14 @@ def compute(
 
     Returns a dict with "fid", "kid" / "kid_std", "is" / "is_std" (generated images),
     "precision" / "recall", "modes" (a ModeReport), "num_fake", "num_real", "extractor",
-    "skipped".
+    "skipped". real_features: the `extract` output for real_images, when already known
+    (e.g. cached); real_images is then not read.
     """
     if isinstance(extractor, nn.Module):
         extractor_name = type(extractor).__name__
     else:
         extractor_name = str(extractor)
-    model = _make_extractor(extractor, weights, device)
+    model = make_extractor(extractor, weights, device)
     has_logits = int(getattr(model, "num_classes", 0) or 0) > 0
     chosen, skipped = _check_metrics(metrics, has_logits, extractor_name)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -150,9 +154,13 @@ def compute(
         # before the (possibly long) feature extraction, where the counts are known
         count = n if from_generator else _count(images_or_generator)
         _check_fid_samples(count, feature_dim, "images_or_generator", extractor_name)
-        _check_fid_samples(_count(real_images), feature_dim, "real_images", extractor_name)
+        if real_features is None:
+            _check_fid_samples(_count(real_images), feature_dim, "real_images", extractor_name)
 
-    real = extract(model, real_images, batch_size, device, progress, name="real_images")
+    if real_features is None:
+        real = extract(model, real_images, batch_size, device, progress, name="real_images")
+    else:
+        real = real_features
     if from_generator:
         if n is None:
             n = real["features"].shape[0]
@@ -210,6 +218,8 @@ __all__ = [
     "InceptionFeatures",
     "ExtractorNotInstalled",
     "extract",
+    "make_extractor",
+    "cached_features",
     "sample_generator",
     "load_generator",
 ]
