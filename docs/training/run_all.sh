@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Trains every loss and every model on MNIST for 2000 steps on the CPU and collects the
-# sample grids, loss curves and logs shown in docs/training/README.md.
+# Trains every loss and every model on MNIST for 2000 steps on the CPU, evaluates each
+# (gankernels eval, digit features, 10000 samples against MNIST test) and collects the
+# sample grids, logs and scores shown in docs/training/README.md (python
+# docs/training/summarize.py writes it).
 #
 #   bash docs/training/run_all.sh            # all runs, two at a time, one thread each
 #   bash docs/training/run_all.sh dcgan-lsgan sngan-hinge   # only these
@@ -37,6 +39,8 @@ if [ "${1:-}" = "--one" ]; then
     --out "$OUT/$name" ${RUNS[$name]} > "$OUT/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
   cp "$OUT/$name/samples.png" "$DOCS/$name.png"
   cp "$OUT/$name/log.csv" "$DOCS/$name.csv"
+  OMP_NUM_THREADS=1 $GK eval --ckpt "$OUT/$name/last.pt" --data mnist --n 10000 --no-progress \
+    --json "$DOCS/$name.eval.json" > "$OUT/$name.eval.log" 2>&1 || { echo "FAILED eval $name"; exit 1; }
   echo "$name: $(grep images/s "$OUT/$name.log")"
   exit 0
 fi

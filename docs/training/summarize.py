@@ -1,7 +1,9 @@
-"""Writes docs/training/README.md from the runs' logs: one row per run (command, final
-losses, images/s, minutes) and its sample grid."""
+"""Writes docs/training/README.md from the runs' logs and evaluations: one row per run
+(flags, final losses, images/s, minutes, FID / precision / recall on digit features, the
+mode-coverage verdict) and its sample grid."""
 
 import csv
+import json
 import re
 import sys
 from pathlib import Path
@@ -23,10 +25,16 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
             v not in ("nan", "inf", "-inf") for r in records for v in (r["loss_d"], r["loss_g"])
         )
         rate = sorted(float(r["img_per_s"]) for r in records[1:])[len(records[1:]) // 2]
+        scores = DOCS / f"{name}.eval.json"
+        quality = "| - | - | - |"
+        if scores.exists():
+            e = json.loads(scores.read_text())
+            verdict = e["modes_verdict"].splitlines()[0]
+            quality = f"| {e['fid']:.0f} | {e['precision']:.2f} / {e['recall']:.2f} | {verdict} |"
         rows.append(
             f"| {name} | `{extra}` | {last['step']} | {float(last['loss_d']):.3f} | "
             f"{float(last['loss_g']):.3f} | {'yes' if finite else 'NO'} | {rate:.0f} | "
-            f"{float(last['seconds']) / 60:.1f} |"
+            f"{float(last['seconds']) / 60:.1f} {quality}"
         )
         grids.append(
             f"### {name}\n\n`gankernels train --data mnist --batch 64 {extra}`\n\n"
@@ -40,9 +48,13 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
         "run: `gankernels train --data mnist --steps 2000 --batch 64` plus the flags below;",
         "grids show the EMA generator on fixed noise at the last step (conditional models:",
         "one row per class, 0 to 9). The logs (`<run>.csv`) have the losses every 50 steps.",
+        "Scores: `gankernels eval --ckpt <run>/last.pt --data mnist --n 10000` (digit-classifier",
+        "features, 10000 EMA samples against the 10000 MNIST test images; `<run>.eval.json`).",
+        "For scale, MNIST train against MNIST test: FID 5.4, precision / recall 0.86 / 0.87.",
         "",
-        "| run | flags | steps | loss_d | loss_g | finite throughout | images/s | minutes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | flags | steps | loss_d | loss_g | finite | images/s | minutes | FID | "
+        "precision / recall | modes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         *grids,
