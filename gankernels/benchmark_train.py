@@ -46,7 +46,7 @@ def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> di
         data=args.data,
         batch=args.batch,
         width=8 if args.quick else None,
-        image_size=28 if args.quick else None,
+        image_size=28 if args.quick or args.data == "digits" else None,  # digits are 8x8
         n_critic=1,
         steps=interval * (args.intervals + 1),
         log_every=interval,
