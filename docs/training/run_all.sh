@@ -27,7 +27,7 @@ declare -A RUNS=(
   [sngan-hinge-conditional]="--model sngan --loss hinge --width 16 --n-critic 1 --conditional"
   [stylegan2-r1]="--model stylegan2 --loss r1 --width 16"
   # The StyleGAN2 paper's learning rate (2e-3 above) collapses this small G on MNIST
-  # within 500 steps; a tenth of it keeps the samples diverse.
+  # within 500 steps; at a tenth of it the collapse comes later (see README.md).
   [stylegan2-r1-lr2e-4]="--model stylegan2 --loss r1 --width 16 --lr-g 2e-4 --lr-d 2e-4"
 )
 # Longest first, so that the two queues finish together.
