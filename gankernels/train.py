@@ -184,7 +184,7 @@ def average_gradients(module: nn.Module, ranks: Dist) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
+        p.grad = flat[offset : offset + n].view_as(p)  # views of the reduced buffer
         offset += n
 
 

@@ -279,83 +279,45 @@ class Layers:
     def __init__(self, fused: bool = True):
         self.fused = fused
 
-    def _sn(self, module: nn.Module, sn: bool) -> nn.Module:
+    def _finish(self, m: nn.Module, sn: bool, init) -> nn.Module:
+        """`init(weight)` first (spectral norm then sees the initialised weight), then the
+        fused or torch spectral norm when asked for."""
+        if init is not None:
+            init(m.weight)
         if not sn:
-            return module
-        return fused_spectral_norm(module) if self.fused else torch_spectral_norm(module)
+            return m
+        return fused_spectral_norm(m) if self.fused else torch_spectral_norm(m)
 
     def conv(
-        self,
-        in_ch,
-        out_ch,
-        kernel_size,
-        stride=1,
-        padding=0,
-        *,
-        act="linear",
-        alpha=None,
-        bias=True,
-        sn=False,
-        init=None,
-    ) -> nn.Module:
-        """Conv2d, then act; `init(weight)` runs before spectral norm sees the weight."""
+        self, in_ch, out_ch, kernel_size, stride=1, padding=0, *, act="linear", alpha=None,
+        bias=True, sn=False, init=None,
+    ) -> nn.Module:  # fmt: skip
+        """Conv2d, then act."""
         m = Conv2dAct(
-            in_ch,
-            out_ch,
-            kernel_size,
-            stride,
-            padding,
-            bias=bias,
-            act=act,
-            alpha=alpha,
+            in_ch, out_ch, kernel_size, stride, padding, bias=bias, act=act, alpha=alpha,
             fused=self.fused,
-        )
-        if init is not None:
-            init(m.weight)
-        return self._sn(m, sn)
+        )  # fmt: skip
+        return self._finish(m, sn, init)
 
     def conv_transpose(
-        self,
-        in_ch,
-        out_ch,
-        kernel_size,
-        stride=1,
-        padding=0,
-        *,
-        act="linear",
-        alpha=None,
-        bias=True,
-        sn=False,
-        init=None,
-    ) -> nn.Module:
+        self, in_ch, out_ch, kernel_size, stride=1, padding=0, *, act="linear", alpha=None,
+        bias=True, sn=False, init=None,
+    ) -> nn.Module:  # fmt: skip
+        """ConvTranspose2d, then act."""
         m = ConvTranspose2dAct(
-            in_ch,
-            out_ch,
-            kernel_size,
-            stride,
-            padding,
-            bias=bias,
-            act=act,
-            alpha=alpha,
+            in_ch, out_ch, kernel_size, stride, padding, bias=bias, act=act, alpha=alpha,
             fused=self.fused,
-        )
-        if init is not None:
-            init(m.weight)
-        return self._sn(m, sn)
+        )  # fmt: skip
+        return self._finish(m, sn, init)
 
     def linear(
         self, in_features, out_features, *, act="linear", alpha=None, bias=True, sn=False, init=None
     ) -> nn.Module:
         m = LinearAct(in_features, out_features, bias=bias, act=act, alpha=alpha, fused=self.fused)
-        if init is not None:
-            init(m.weight)
-        return self._sn(m, sn)
+        return self._finish(m, sn, init)
 
     def embedding(self, num_embeddings, dim, *, sn=False, init=None) -> nn.Module:
-        m = nn.Embedding(num_embeddings, dim)
-        if init is not None:
-            init(m.weight)
-        return self._sn(m, sn)
+        return self._finish(nn.Embedding(num_embeddings, dim), sn, init)
 
     def norm_act(self, channels, kind="batch", act="relu", alpha=None) -> nn.Module:
         """Batch or instance norm (affine), then act."""
