@@ -26,6 +26,7 @@ from .extractors import (
 )
 from .frechet import feature_statistics, fid, frechet_distance
 from .generators import is_generator, load_generator, sample_generator
+from .inception import FIDInceptionV3
 from .inception_score import inception_score
 from .kid import kid
 from .modes import ModeReport, mode_coverage
@@ -218,6 +219,7 @@ __all__ = [
     "DigitClassifier",
     "load_digit_classifier",
     "InceptionFeatures",
+    "FIDInceptionV3",
     "ExtractorNotInstalled",
     "extract",
     "make_extractor",

@@ -24,6 +24,10 @@ from torch import nn
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008  # the TensorFlow graph's softmax (1000 ImageNet classes + 8 unused)
 BN_EPS = 1e-3
+# The networks were trained on x / 128 - 1 of 0..255 pixels (TensorFlow's range, used by
+# the TorchScript file); pytorch-fid feeds 2 * (x / 255) - 1 to its pt_inception weights.
+TORCHSCRIPT_INPUT_SCALE = 128.0
+PT_INCEPTION_INPUT_SCALE = 127.5
 
 
 class ConvBN(nn.Module):
@@ -255,7 +259,7 @@ class FIDInceptionV3(nn.Module):
 
 
 def from_torchscript_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A FIDInceptionV3 state_dict (without fc) from the TorchScript FID network's weights.
+    """A FIDInceptionV3 state_dict from the TorchScript FID network's weights.
 
     The TorchScript network stores each conv + batch norm as weight, beta, mean and var
     (no batch-norm scale: it is 1) in the same layer order as FIDInceptionV3, so the
@@ -308,12 +312,6 @@ def _classifier(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if weight.shape == (NUM_CLASSES, FEATURE_DIM):
             return {"fc.weight": weight.contiguous(), "fc.bias": bias}
     return {}
-
-
-# The networks were trained on x / 128 - 1 of 0..255 pixels (TensorFlow's range, used by
-# the TorchScript file); pytorch-fid feeds 2 * (x / 255) - 1 to its pt_inception weights.
-TORCHSCRIPT_INPUT_SCALE = 128.0
-PT_INCEPTION_INPUT_SCALE = 127.5
 
 
 def _is_torchscript(path: Path) -> bool:
