@@ -292,4 +292,4 @@ def test_periodic_metrics_are_logged(tmp_path, monkeypatch):
         assert {"fid", "precision", "recall", "classes_hit"} <= rows[step].keys()
         assert float(rows[step]["fid"]) > 0
     assert "fid" not in rows[1]
-    assert list((tmp_path / "cache" / "features").glob("digits-train-n300-28px-digits.pt"))
+    assert list((tmp_path / "cache" / "features").glob("digits-train-n300-28px-digits.v*.pt"))
