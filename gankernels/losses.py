@@ -208,6 +208,22 @@ LOSSES: dict[str, GANLoss] = {
 }
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mode-seeking regulariser (Mao et al. 2019) for G: samples 2k and 2k+1 of the batch
+    share their label and differ in z; the loss is the mean over these pairs of
+    1 / (mean |x_2k - x_2k+1| / mean |z_2k - z_2k+1| + eps). It is large when different
+    noise gives the same image (a conditional G that ignores z) and is added to G's loss
+    with a weight (1 in the paper). Per pair, so that it averages over ranks exactly."""
+    if fake.shape[0] != z.shape[0] or fake.shape[0] % 2:
+        raise ValueError(
+            f"mode_seeking_loss: fake and z need the same even batch size, got "
+            f"{fake.shape[0]} and {z.shape[0]}"
+        )
+    image_gap = (fake[0::2] - fake[1::2]).abs().flatten(1).mean(1)
+    noise_gap = (z[0::2] - z[1::2]).abs().flatten(1).mean(1)
+    return (1.0 / (image_gap.float() / noise_gap.float() + eps)).mean()
+
+
 def get_loss(name: str, **overrides) -> GANLoss:
     """The registered objective `name`, with any field replaced:
     get_loss("r1", penalty_weight=1.0, reg_every=1)."""
@@ -257,4 +273,5 @@ __all__ = [
     "OPTIMIZERS",
     "get_loss",
     "d_regularizer",
+    "mode_seeking_loss",
 ]

@@ -37,7 +37,7 @@ from torch import nn
 from . import _backend
 from .data import BatchStream, load_dataset
 from .images import atomic_write, plot_losses, save_grid
-from .losses import GANLoss, clip_weights, get_loss
+from .losses import GANLoss, clip_weights, get_loss, mode_seeking_loss
 from .models import MODELS, build_models
 from .regularizers import gradient_penalty, r1_penalty_from
 
@@ -64,6 +64,7 @@ class TrainConfig:
     penalty_weight: float | None = None
     reg_every: int | None = None
     clip: float | None = None
+    mode_seeking: float = 0.0  # weight of the mode-seeking term in G's loss; 0 turns it off
     ema: float = 0.999  # EMA decay of G's weights for sampling; 0 turns it off
     amp: bool = False  # bfloat16 autocast
     channels_last: bool = False
@@ -105,6 +106,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.mode_seeking) and self.mode_seeking >= 0):
+            raise ValueError(f"mode_seeking must be a number >= 0, got {self.mode_seeking!r}")
         get_loss(self.loss)  # unknown loss names list the valid ones
 
 
@@ -381,6 +384,11 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResult:
     if config.batch % ranks.world:
         raise ValueError(f"batch ({config.batch}) must be divisible by the {ranks.world} ranks")
+    if config.mode_seeking > 0 and (config.batch // ranks.world) % 2:
+        raise ValueError(
+            f"mode_seeking pairs samples: the batch per rank ({config.batch // ranks.world}) "
+            "must be even"
+        )
     out = Path(config.out)
     ckpt_path = out / "last.pt"
     if ckpt_path.exists() and not (config.resume or config.overwrite):
@@ -477,12 +485,15 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     n_fixed = 8 * num_classes if num_classes else 64
     fixed_z = torch.randn(n_fixed, G.z_dim, generator=g, device=device)
 
-    def noise(step: int, stream_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def noise(step: int, stream_id: int, pairs: bool = False):
+        """(z, y) of this rank; pairs: samples 2k and 2k+1 share their label."""
         g = step_generator(config.seed, step, stream_id, device)
         z = torch.randn(config.batch, G.z_dim, generator=g, device=device)
         y = None
         if num_classes:
             y = torch.randint(num_classes, (config.batch,), generator=g, device=device)
+            if pairs:
+                y[1::2] = y[0::2]
             y = rank_slice(y, ranks)
         return rank_slice(z, ranks), y
 
@@ -521,10 +532,13 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         return d_loss.detach(), penalty.detach()
 
     def g_step(step: int) -> torch.Tensor:
-        z, y = noise(step, 62)
+        z, y = noise(step, 62, pairs=config.mode_seeking > 0)
         D.requires_grad_(False)  # no parameter gradients for D in G's step
         with autocast:
-            g_loss = loss.g_loss(D_fast(G_fast(z, y), y))
+            fake = G_fast(z, y)
+            g_loss = loss.g_loss(D_fast(fake, y))
+            if config.mode_seeking > 0:
+                g_loss = g_loss + config.mode_seeking * mode_seeking_loss(fake, z)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         D.requires_grad_(True)

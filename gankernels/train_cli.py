@@ -42,6 +42,8 @@ HELP = {
     "penalty_weight": "gradient-penalty weight: WGAN-GP lambda or R1/R2 gamma",
     "reg_every": "apply the penalty every k steps, scaled by k (lazy regularisation)",
     "clip": "WGAN weight-clipping bound (default 0.01 for --loss wgan)",
+    "mode_seeking": "weight of the mode-seeking term in G's loss (1 is usual; keeps a "
+    "conditional G from ignoring its noise); 0 turns it off",
     "ema": "EMA decay of G's weights used for samples; 0 turns it off",
     "amp": "bfloat16 autocast",
     "channels_last": "channels_last memory format for models and batches",

@@ -172,3 +172,21 @@ def test_d_regularizer_matches_the_regularizers(name):
     got.backward()  # the output bias does not move the input gradient: no grad there
     for p in (D[1].weight, D[1].bias, D[3].weight):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_mode_seeking_loss_values_and_gradient():
+    z = torch.randn(6, 4)
+    fake = torch.randn(6, 1, 5, 5, requires_grad=True)
+    value = gk.losses.mode_seeking_loss(fake, z)
+    gaps = (fake[0::2] - fake[1::2]).abs().flatten(1).mean(1) / (z[0::2] - z[1::2]).abs().mean(1)
+    torch.testing.assert_close(value, (1 / (gaps + 1e-5)).mean())
+    # descending it pushes the images of each pair apart
+    value.backward()
+    with torch.no_grad():
+        moved = fake - 0.01 * fake.grad
+    assert gk.losses.mode_seeking_loss(moved, z) < value
+    # a G that ignores z (equal images in a pair) gets a huge loss
+    same = torch.randn(1, 1, 5, 5).expand(6, -1, -1, -1)
+    assert gk.losses.mode_seeking_loss(same, z) > 1e4
+    with pytest.raises(ValueError, match="same even batch size"):
+        gk.losses.mode_seeking_loss(fake[:5], z[:5])

@@ -1,6 +1,7 @@
 """The training loop: exact resume, DDP equivalence, divergence handling, settings and CLI."""
 
 import dataclasses
+import math
 import os
 import socket
 import subprocess
@@ -113,6 +114,45 @@ def test_refuses_incompatible_choices(tmp_path):
         train(tiny(tmp_path, steps=0))
     with pytest.raises(ValueError, match="ema"):
         train(tiny(tmp_path, ema=1.0))
+    with pytest.raises(ValueError, match="mode_seeking must be a number >= 0"):
+        train(tiny(tmp_path, mode_seeking=-1.0))
+    with pytest.raises(ValueError, match=r"batch per rank \(7\) must be even"):
+        train(tiny(tmp_path, mode_seeking=1.0, batch=7))
+
+
+def test_mode_seeking_pairs_labels_and_adds_its_term(tmp_path, monkeypatch):
+    """G's step with --mode-seeking: labels come in equal pairs and G's loss is the
+    adversarial loss plus the weighted mode-seeking term of that very batch."""
+    seen = []
+    real_loss = train_mod.mode_seeking_loss
+
+    def spy(fake, z):
+        value = real_loss(fake, z)
+        seen.append(value.item())
+        return value
+
+    monkeypatch.setattr(train_mod, "mode_seeking_loss", spy)
+    labels = []
+    real_build = train_mod.build_models
+
+    def build(*args, **kwargs):
+        G, D = real_build(*args, **kwargs)
+        forward = G.forward
+
+        def recording(z, y=None, **kw):
+            if torch.is_grad_enabled():  # G's own step, not the D step's sampling
+                labels.append(y.clone())
+            return forward(z, y, **kw)
+
+        G.forward = recording
+        return G, D
+
+    monkeypatch.setattr(train_mod, "build_models", build)
+    config = tiny(tmp_path, loss="hinge", n_critic=1, conditional=True, steps=3, mode_seeking=2.0)
+    result = train(config)
+    assert len(seen) == 3 and all(v > 0 for v in seen)
+    assert labels and all(torch.equal(y[0::2], y[1::2]) for y in labels)
+    assert all(math.isfinite(float(row["loss_g"])) for row in result.history)
 
 
 def _free_port() -> int:
