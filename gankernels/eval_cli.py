@@ -148,6 +148,9 @@ def format_report(scores: dict) -> str:
         report = scores["modes"]
         hit = f"{len(report.classes_hit)} of {report.num_classes} classes hit"
         rows.append(("mode coverage", f"{hit}, KL to uniform {report.kl_to_uniform:.3f}"))
+    if "label_accuracy" in scores:
+        accuracy = f"{100 * scores['label_accuracy']:.1f} % classified as the class asked for"
+        rows.append(("label accuracy", accuracy))
     for name, why in scores.get("skipped", {}).items():
         rows.append((f"{name} skipped", why))
     width = max(len(k) for k, _ in rows)

@@ -12,6 +12,7 @@ import torch
 
 import gankernels as gk
 from gankernels import metrics
+from gankernels.eval_cli import format_report
 from gankernels.metrics import extractors, inception
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
@@ -436,6 +437,44 @@ def test_compute_samples_a_generator(digit_classifier, real_sample):
         metrics.compute(G, real, n=1, extractor=digit_classifier)
     with pytest.raises(ValueError, match="real_images.*\\[-1, 1\\]"):
         metrics.compute(other_real, real.float(), extractor=digit_classifier)
+
+
+class _ObedientGenerator(torch.nn.Module):
+    """Returns a real image of the class it is asked for (a perfect conditional G)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        super().__init__()
+        self.z_dim, self.num_classes = 4, 10
+        self.by_class = [gk.data.to_model_range(images[labels == c]) for c in range(10)]
+        self.count = [0] * 10
+
+    def forward(self, z, y):
+        out = []
+        for c in y.tolist():
+            out.append(self.by_class[c][self.count[c] % len(self.by_class[c])])
+            self.count[c] += 1
+        return torch.stack(out)
+
+
+def test_label_accuracy_of_conditional_generators(digit_classifier, mnist_test, real_sample):
+    real, other_real = real_sample
+    images, labels = mnist_test.images[:600], mnist_test.labels[:600]
+    obedient = _ObedientGenerator(images, labels)
+    result = metrics.compute(obedient, real, metrics=["modes"], n=200, extractor=digit_classifier)
+    assert result["label_accuracy"] > 0.9  # the classifier's own accuracy, about
+    ignores_labels = _ReplayGenerator(other_real, num_classes=10)
+    result = metrics.compute(
+        ignores_labels, real, metrics=["modes"], n=300, extractor=digit_classifier
+    )
+    assert result["label_accuracy"] < 0.3  # chance is 0.1
+    assert "label accuracy" in format_report(
+        {**result, "generated": "G", "real": "mnist test", "extractor": "digits"}
+    )
+    unconditional = _ReplayGenerator(other_real)
+    result = metrics.compute(
+        unconditional, real, metrics=["modes"], n=50, extractor=digit_classifier
+    )
+    assert "label_accuracy" not in result
 
 
 def test_metric_choice_without_logits():

@@ -25,7 +25,7 @@ from .extractors import (
     load_digit_classifier,
 )
 from .frechet import feature_statistics, fid, frechet_distance
-from .generators import is_generator, load_generator, sample_generator
+from .generators import generator_labels, is_generator, load_generator, sample_generator
 from .inception import FIDInceptionV3
 from .inception_score import inception_score
 from .kid import kid
@@ -132,9 +132,11 @@ def compute(
     module; `weights` replaces the extractor's packaged weights.
 
     Returns a dict with "fid", "kid" / "kid_std", "is" / "is_std" (generated images),
-    "precision" / "recall", "modes" (a ModeReport), "num_fake", "num_real", "extractor",
-    "skipped". real_features: the `extract` output for real_images, when already known
-    (e.g. cached); real_images is then not read.
+    "precision" / "recall", "modes" (a ModeReport), "label_accuracy" (with "modes", for a
+    class-conditional G whose classes are the classifier's: the fraction of samples
+    classified as the label G was given), "num_fake", "num_real", "extractor", "skipped".
+    real_features: the `extract` output for real_images, when already known (e.g.
+    cached); real_images is then not read.
     """
     if isinstance(extractor, nn.Module):
         extractor_name = type(extractor).__name__
@@ -201,6 +203,10 @@ def compute(
     if "modes" in chosen:
         labels = fake["logits"].argmax(1)
         result["modes"] = mode_coverage(labels, fake["logits"].shape[1])
+        asked = generator_labels(images_or_generator, n, seed) if from_generator else None
+        if asked is not None and images_or_generator.num_classes == fake["logits"].shape[1]:
+            # a conditional G: how often the classifier sees the class G was asked for
+            result["label_accuracy"] = float((labels == asked).float().mean())
     return result
 
 
@@ -225,5 +231,6 @@ __all__ = [
     "make_extractor",
     "cached_features",
     "sample_generator",
+    "generator_labels",
     "load_generator",
 ]

@@ -15,6 +15,19 @@ def is_generator(source) -> bool:
     return isinstance(source, nn.Module) and hasattr(source, "z_dim")
 
 
+def _balanced_labels(G: nn.Module, n: int, generator: torch.Generator) -> torch.Tensor | None:
+    num_classes = int(getattr(G, "num_classes", 0) or 0)
+    if num_classes <= 0:
+        return None
+    labels = torch.arange(n) % num_classes
+    return labels[torch.randperm(n, generator=generator)]
+
+
+def generator_labels(G: nn.Module, n: int, seed: int = 0) -> torch.Tensor | None:
+    """The class labels sample_generator(G, n, seed=seed) gives G (None: unconditional)."""
+    return _balanced_labels(G, n, torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
 def sample_generator(G: nn.Module, n: int, batch_size: int = 64, device=None, seed: int = 0):
     """Yield n generated images in batches, floats clamped to [-1, 1]. z ~ N(0, I) from a
@@ -25,11 +38,7 @@ def sample_generator(G: nn.Module, n: int, batch_size: int = 64, device=None, se
         tensors = [*G.parameters(), *G.buffers()]
         device = tensors[0].device if tensors else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
-    num_classes = int(getattr(G, "num_classes", 0) or 0)
-    labels = None
-    if num_classes > 0:
-        labels = torch.arange(n) % num_classes
-        labels = labels[torch.randperm(n, generator=generator)]
+    labels = _balanced_labels(G, n, generator)
     was_training = G.training
     G.eval()
     try:
