@@ -27,6 +27,7 @@ declare -A RUNS=(
   [sngan-hinge-conditional]="--model sngan --loss hinge --width 16 --n-critic 1 --conditional"
   # The two conditional runs above ignore their noise; the mode-seeking term fights that.
   [dcgan-hinge-conditional-ms]="--model dcgan --loss hinge --width 32 --n-critic 1 --conditional --mode-seeking 1"
+  [dcgan-hinge-conditional-ms02]="--model dcgan --loss hinge --width 32 --n-critic 1 --conditional --mode-seeking 0.2"
   [sngan-hinge-conditional-ms]="--model sngan --loss hinge --width 16 --n-critic 1 --conditional --mode-seeking 1"
   [stylegan2-r1]="--model stylegan2 --loss r1 --width 16"
   # The StyleGAN2 paper's learning rate (2e-3 above) collapses this small G on MNIST
@@ -35,7 +36,7 @@ declare -A RUNS=(
 )
 # Longest first, so that the two queues finish together.
 ORDER=(dcgan-wgan-gp dcgan-wgan sngan-hinge-conditional sngan-hinge sngan-hinge-conditional-ms
-       stylegan2-r1 stylegan2-r1-lr2e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
+       stylegan2-r1 stylegan2-r1-lr2e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2
