@@ -64,20 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     from . import benchmark, eval_cli, train_cli
 
     benchmark.add_arguments(bench)
-    train = sub.add_parser(
-        "train",
-        help="train a GAN with the fused kernels (torchrun for several devices)",
-        description=train_cli.DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    train_cli.add_arguments(train)
-    evaluate = sub.add_parser(
-        "eval",
-        help="FID, KID, IS, precision/recall and mode coverage of a generator",
-        description=eval_cli.DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    eval_cli.add_arguments(evaluate)
+    for name, module, summary in (
+        ("train", train_cli, "train a GAN with the fused kernels (torchrun for several devices)"),
+        ("eval", eval_cli, "FID, KID, IS, precision/recall and mode coverage of a generator"),
+    ):
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=module.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()

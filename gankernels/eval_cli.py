@@ -110,7 +110,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     real_features = None
     if not args.weights and not args.data.startswith("folder:") and not args.no_cache:
         # Real features are the same for every generator evaluated against this data set.
-        key = f"{args.data}-{args.split}-n{len(real)}-{size}px-{args.extractor}"
+        key = metrics.real_features_key(args.data, args.split, len(real), size, args.extractor)
         real_features = metrics.cached_features(
             extractor, real, key, args.batch, device, not args.no_progress
         )

@@ -308,10 +308,12 @@ class PeriodicMetrics:
         except ValueError:  # one split only: the training images themselves
             real, split = data, "train"
         images = real.images[: config.eval_n] if getattr(real, "in_memory", True) else real
-        key = f"{config.data}-{split}-n{len(images)}-{data.image_size}px-{config.eval_extractor}"
         if config.data.startswith("folder:"):
             self.real = metrics.extract(self.extractor, images, 256, device, progress=False)
         else:
+            key = metrics.real_features_key(
+                config.data, split, len(images), data.image_size, config.eval_extractor
+            )
             self.real = metrics.cached_features(self.extractor, images, key, 256, device, False)
 
     def __call__(self, G: nn.Module) -> dict[str, float]:

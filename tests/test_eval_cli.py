@@ -35,20 +35,9 @@ def test_eval_of_a_checkpoint_prints_and_writes_json(tmp_path, capsys):
             out=str(out),
         )
     )
-    code = cli.main(
-        [
-            "eval",
-            "--ckpt",
-            str(out / "last.pt"),
-            "--data",
-            "digits",
-            "--split",
-            "train",
-            "--n",
-            "300",
-            "--no-progress",
-        ]
-    )
+    args = ["eval", "--ckpt", str(out / "last.pt"), "--data", "digits", "--split", "train"]
+    args += ["--n", "300", "--no-progress"]
+    code = cli.main(args)
     text = capsys.readouterr().out
     assert code == 0, text
     for label in ("FID", "KID", "Inception Score", "precision / recall", "mode coverage"):
@@ -56,25 +45,7 @@ def test_eval_of_a_checkpoint_prints_and_writes_json(tmp_path, capsys):
     saved = json.loads((out / "eval.json").read_text())
     # The real features were cached, and a second evaluation reads them back.
     assert list((tmp_path / "cache" / "features").glob("digits-train-n300-*-digits.v*.pt"))
-    assert (
-        cli.main(
-            [
-                "eval",
-                "--ckpt",
-                str(out / "last.pt"),
-                "--data",
-                "digits",
-                "--split",
-                "train",
-                "--n",
-                "300",
-                "--no-progress",
-                "--json",
-                str(tmp_path / "again.json"),
-            ]
-        )
-        == 0
-    )
+    assert cli.main([*args, "--json", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["fid"] == pytest.approx(json.loads((out / "eval.json").read_text())["fid"])
     assert saved["num_fake"] == saved["num_real"] == 300

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cache import cached_features
+from .cache import cached_features, real_features_key
 from .extractors import (
     DigitClassifier,
     ExtractorNotInstalled,
@@ -230,6 +230,7 @@ __all__ = [
     "extract",
     "make_extractor",
     "cached_features",
+    "real_features_key",
     "sample_generator",
     "generator_labels",
     "load_generator",

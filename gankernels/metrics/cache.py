@@ -21,6 +21,11 @@ def cache_dir() -> Path:
     return Path(root) / "features"
 
 
+def real_features_key(data: str, split: str, count: int, size: int, extractor: str) -> str:
+    """The cache key of the real features of `count` images of a data set's split."""
+    return f"{data}-{split}-n{count}-{size}px-{extractor}"
+
+
 def cached_features(
     model, images, key: str, batch_size: int = 256, device=None, progress: bool = True
 ) -> dict[str, torch.Tensor]:

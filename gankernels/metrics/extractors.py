@@ -205,14 +205,14 @@ class InceptionFeatures(nn.Module):
         x = _resize(_to_channels(x, 3), INCEPTION_SIZE)
         return x.contiguous(memory_format=torch.channels_last)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x / self.input_scale - 1.0)
+
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.net.features(x / self.input_scale - 1.0)
+        features = self(x)
         if not self.num_classes:
             return {"features": features}
         return {"features": features, "logits": self.net.fc(features)}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.outputs(x)["features"]
 
 
 def _image_batches(images, batch_size: int, name: str) -> Iterable[torch.Tensor]:

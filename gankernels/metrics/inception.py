@@ -276,12 +276,13 @@ def from_torchscript_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
             "not the TorchScript FID Inception network: expected conv layers stored as "
             "weight, beta, mean and var"
         )
-    ours = [name for name, module in FIDInceptionV3().named_modules() if isinstance(module, ConvBN)]
+    model = FIDInceptionV3()
+    ours = [name for name, module in model.named_modules() if isinstance(module, ConvBN)]
     if len(prefixes) != len(ours):
         raise ValueError(
             f"not the FID Inception-v3 network: {len(prefixes)} conv layers, expected {len(ours)}"
         )
-    reference = FIDInceptionV3().state_dict()
+    reference = model.state_dict()
     converted = {}
     for name, prefix in zip(ours, prefixes, strict=True):
         weight = state[f"{prefix}.weight"]
