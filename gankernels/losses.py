@@ -224,6 +224,60 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) ->
     return (1.0 / (image_gap.float() / noise_gap.float() + eps)).mean()
 
 
+class ImagePool:
+    """The last `size` fakes a discriminator saw, so that it keeps judging older outputs
+    of G and does not chase the newest ones (Shrivastava et al. 2017; CycleGAN). While the
+    pool fills, each fake is stored and passed through; then each fake, with probability
+    1/2, replaces a random stored one, which D sees instead; otherwise it passes through.
+    size 0 passes every fake through. The draws come from `generator`, so a run that
+    resumes with the saved pool continues exactly."""
+
+    def __init__(self, size: int = 50):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"ImagePool: size must be an int >= 0, got {size!r}")
+        self.size = size
+        self.images: torch.Tensor | None = None  # (count, C, H, W), detached
+        self.count = 0
+
+    def query(self, fakes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The images D should see for this batch of fakes (detached)."""
+        fakes = fakes.detach()
+        if self.size == 0:
+            return fakes
+        if self.images is None:
+            self.images = fakes.new_empty((self.size, *fakes.shape[1:]))
+        n = fakes.shape[0]
+        swap = torch.rand(n, generator=generator, device=fakes.device).tolist()
+        slot = torch.randint(self.size, (n,), generator=generator, device=fakes.device).tolist()
+        out = []
+        for k in range(n):
+            if self.count < self.size:
+                self.images[self.count] = fakes[k]
+                self.count += 1
+                out.append(fakes[k])
+            elif swap[k] < 0.5:
+                out.append(self.images[slot[k]].clone())
+                self.images[slot[k]] = fakes[k]
+            else:
+                out.append(fakes[k])
+        return torch.stack(out)
+
+    def state_dict(self) -> dict:
+        stored = None if self.images is None else self.images[: self.count].cpu()
+        return {"size": self.size, "images": stored}
+
+    def load_state_dict(self, state: dict, device=None) -> None:
+        if state["size"] != self.size:
+            raise ValueError(f"ImagePool: saved size {state['size']} != {self.size}")
+        stored = state["images"]
+        if stored is None:
+            self.images, self.count = None, 0
+            return
+        self.images = stored.new_empty((self.size, *stored.shape[1:])).to(device)
+        self.images[: stored.shape[0]] = stored.to(device)
+        self.count = stored.shape[0]
+
+
 def get_loss(name: str, **overrides) -> GANLoss:
     """The registered objective `name`, with any field replaced:
     get_loss("r1", penalty_weight=1.0, reg_every=1)."""
@@ -274,4 +328,5 @@ __all__ = [
     "get_loss",
     "d_regularizer",
     "mode_seeking_loss",
+    "ImagePool",
 ]

@@ -23,8 +23,8 @@ import io
 import math
 import os
 import random
+import sys
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +34,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import _backend
-from .data import BatchStream, load_dataset
+from . import _backend, checkpoint
 from .images import atomic_write, plot_losses, save_grid
-from .losses import GANLoss, clip_weights, get_loss, mode_seeking_loss
-from .models import MODELS, build_models
-from .regularizers import gradient_penalty, r1_penalty_from
+from .losses import GANLoss, clip_weights, get_loss
+from .tasks import GENERATION_MODELS, TRANSLATION_MODELS, Nets, default_loss, make_task
 
 
 @dataclass
@@ -47,7 +45,7 @@ class TrainConfig:
     """Everything that defines a run; `gankernels train --help` documents each field."""
 
     model: str = "dcgan"
-    loss: str = "wgan-gp"
+    loss: str | None = None  # None: the model's (wgan-gp; pix2pix nonsaturating; cyclegan lsgan)
     data: str = "mnist"
     steps: int = 2000
     batch: int = 64  # global batch: split evenly across ranks
@@ -65,6 +63,14 @@ class TrainConfig:
     reg_every: int | None = None
     clip: float | None = None
     mode_seeking: float = 0.0  # weight of the mode-seeking term in G's loss; 0 turns it off
+    # Translation (pix2pix, cyclegan); None takes the paper's value.
+    direction: str = "a2b"  # pix2pix: a2b maps the data's A side to its B side, b2a back
+    gan_weight: float = 1.0  # weight of G's GAN term; 0 trains pix2pix's G on L1 alone
+    l1_weight: float | None = None  # pix2pix lambda_L1 (100)
+    cycle_weight: float | None = None  # CycleGAN lambda_cycle (10)
+    identity_weight: float | None = None  # CycleGAN identity weight (0.5 x cycle weight)
+    pool_size: int = 50  # CycleGAN: past fakes each D also judges; 0 turns the pool off
+    lr_decay: bool | None = None  # linear decay over the second half; None: on for translation
     ema: float = 0.999  # EMA decay of G's weights for sampling; 0 turns it off
     amp: bool = False  # bfloat16 autocast
     channels_last: bool = False
@@ -86,10 +92,32 @@ class TrainConfig:
     workers: int = 2  # DataLoader workers for folder data sets
     progress: bool = True
 
+    def __post_init__(self):
+        if self.loss is None:
+            self.loss = default_loss(self.model)
+
     def check(self) -> None:
         """Refuse settings that cannot work, naming the argument."""
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        models = GENERATION_MODELS + TRANSLATION_MODELS
+        if self.model not in models:
+            raise ValueError(f"model must be one of {', '.join(models)}, got {self.model!r}")
+        if self.model in TRANSLATION_MODELS and self.conditional:
+            raise ValueError(
+                f"conditional: {self.model} is conditioned on its input image already; "
+                "drop --conditional"
+            )
+        if self.direction not in ("a2b", "b2a"):
+            raise ValueError(f"direction must be 'a2b' or 'b2a', got {self.direction!r}")
+        for name in ("gan_weight", "l1_weight", "cycle_weight", "identity_weight"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if (
+            isinstance(self.pool_size, bool)
+            or not isinstance(self.pool_size, int)
+            or (self.pool_size < 0)
+        ):
+            raise ValueError(f"pool_size must be an integer >= 0, got {self.pool_size!r}")
         for name in ("steps", "batch", "log_every", "sample_every", "ckpt_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -162,19 +190,6 @@ def pick_device(name: str, ranks: Dist) -> torch.device:
     return device
 
 
-def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
-    """A generator for one random draw of one step: the same on every rank and after a
-    resume, whatever happened before."""
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step) * 64 + stream)
-    return g
-
-
-def rank_slice(x: torch.Tensor, ranks: Dist) -> torch.Tensor:
-    n = x.shape[0] // ranks.world
-    return x[ranks.rank * n : (ranks.rank + 1) * n]
-
-
 def average_gradients(module: nn.Module, ranks: Dist) -> None:
     """Mean of every parameter's gradient over the ranks, in one all-reduce."""
     if ranks.world == 1:
@@ -234,14 +249,15 @@ def check_compatible(loss: GANLoss, D: nn.Module, config: TrainConfig) -> None:
 
 # Settings a resumed run must share with the checkpoint it continues.
 RUN_IDENTITY = ("model", "loss", "data", "batch", "conditional", "image_size", "z_dim", "width")
-RUN_IDENTITY += ("model_options", "seed", "n_critic", "reg_every", "reference")
+RUN_IDENTITY += ("model_options", "seed", "n_critic", "reg_every", "reference", "direction")
+RUN_IDENTITY += ("gan_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size")
 
 
 def check_same_run(saved: dict, config: TrainConfig) -> None:
     changed = [
         f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}"
         for k in RUN_IDENTITY
-        if saved.get(k) != getattr(config, k)
+        if k in saved and saved[k] != getattr(config, k)
     ]
     if changed:
         raise ValueError(
@@ -292,51 +308,6 @@ class CSVLog:
         atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
 
 
-class PeriodicMetrics:
-    """The chosen metrics of G's samples against held-out real images (the test split
-    where the data set has one), with the real features extracted once (and cached)."""
-
-    def __init__(self, config: TrainConfig, data, device: torch.device):
-        from . import metrics
-
-        self.metrics, self.config, self.device = metrics, config, device
-        self.names = [m.strip() for m in config.eval_metrics.split(",") if m.strip()]
-        self.extractor = metrics.make_extractor(config.eval_extractor, None, device)
-        try:
-            real = load_dataset(config.data, split="test", image_size=data.image_size)
-            split = "test"
-        except ValueError:  # one split only: the training images themselves
-            real, split = data, "train"
-        images = real.images[: config.eval_n] if getattr(real, "in_memory", True) else real
-        if config.data.startswith("folder:"):
-            self.real = metrics.extract(self.extractor, images, 256, device, progress=False)
-        else:
-            key = metrics.real_features_key(
-                config.data, split, len(images), data.image_size, config.eval_extractor
-            )
-            self.real = metrics.cached_features(self.extractor, images, key, 256, device, False)
-
-    def __call__(self, G: nn.Module) -> dict[str, float]:
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            scores = self.metrics.compute(
-                G,
-                None,
-                metrics=self.names,
-                extractor=self.extractor,
-                n=self.config.eval_n,
-                batch_size=256,
-                device=self.device,
-                seed=self.config.seed,
-                real_features=self.real,
-            )
-        row = {k: scores[k] for k in ("fid", "kid", "is", "precision", "recall") if k in scores}
-        if "modes" in scores:
-            row["classes_hit"] = len(scores["modes"].classes_hit)
-            row["kl_to_uniform"] = scores["modes"].kl_to_uniform
-        return row
-
-
 # ------------------------------------------------------------------------ the loop
 
 
@@ -351,20 +322,19 @@ def _ema_update(ema: nn.Module, G: nn.Module, beta: float, step: int) -> None:
             e.copy_(b)
 
 
-def _fixed_samples(
-    G: nn.Module, z: torch.Tensor, y: torch.Tensor | None, seed: int
-) -> torch.Tensor:
-    """G in eval mode on the fixed noise. Under its own random state: noise inputs inside
-    G get the same draws every time, and the run's random stream is left untouched (so a
-    resumed run, which samples at other steps, stays exact)."""
-    was_training = G.training
-    G.eval()
-    devices = [z.device] if z.device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        images = G(z, y).float()
-    G.train(was_training)
-    return images
+def lr_factor(step: int, steps: int, decay: bool) -> float:
+    """1, or with decay: 1 for the first half of training, then linearly down to 0 at the
+    last step (CycleGAN and pix2pix's schedule)."""
+    if not decay:
+        return 1.0
+    half = steps // 2
+    return min(1.0, (steps - step) / max(1, steps - half))
+
+
+def _set_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        group["lr"] = group["initial_lr"] * factor
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -386,11 +356,6 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResult:
     if config.batch % ranks.world:
         raise ValueError(f"batch ({config.batch}) must be divisible by the {ranks.world} ranks")
-    if config.mode_seeking > 0 and (config.batch // ranks.world) % 2:
-        raise ValueError(
-            f"mode_seeking pairs samples: the batch per rank ({config.batch // ranks.world}) "
-            "must be even"
-        )
     out = Path(config.out)
     ckpt_path = out / "last.pt"
     if ckpt_path.exists() and not (config.resume or config.overwrite):
@@ -398,6 +363,8 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             f"{ckpt_path} exists: pass resume=True (--resume) to continue that run, "
             "overwrite=True (--overwrite) to start over in its place, or another out folder"
         )
+    if config.resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"resume: no checkpoint at {ckpt_path}")
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
@@ -407,24 +374,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    data = load_dataset(config.data, split="train", image_size=config.image_size)
-    num_classes = data.num_classes if config.conditional else 0
-    if config.conditional and not num_classes:
-        raise ValueError(f"conditional: data set {config.data!r} has no class labels")
-    G, D = build_models(
-        config.model,
-        img_channels=data.channels,
-        img_size=data.image_size,
-        z_dim=config.z_dim,
-        num_classes=num_classes,
-        width=config.width,
-        reference=config.reference,
-        **config.model_options,
-    )
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    G.to(device, memory_format=memory_format)
-    D.to(device, memory_format=memory_format)
+    say = print if ranks.main else (lambda *args: None)
 
     overrides = {
         k: v
@@ -437,28 +387,25 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         if v is not None
     }
     loss = get_loss(config.loss, **overrides)
-    if loss.n_critic > 31:  # each D step draws from two of the step's 64 random streams
-        raise ValueError(f"n_critic must be <= 31, got {loss.n_critic}")
+    if loss.n_critic > 29:  # each D step draws from two of the step's 64 random streams
+        raise ValueError(f"n_critic must be <= 29, got {loss.n_critic}")
+    # What G maps from and to, the data it reads and the losses of a step.
+    task = make_task(config, loss, ranks, device, log=say)
+    for problem in task.checks():
+        raise ValueError(problem)
+    G, D = task.G, task.D
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    G.to(device, memory_format=memory_format)
+    D.to(device, memory_format=memory_format)
     check_compatible(loss, D, config)
     opt_g = _optimizer(loss, G, config.lr_g, lazy_every=1)
     opt_d = _optimizer(loss, D, config.lr_d, lazy_every=loss.reg_every if loss.penalty else 1)
+    lr_decay = task.lr_decay if config.lr_decay is None else config.lr_decay
     G_ema = copy.deepcopy(G).requires_grad_(False) if config.ema > 0 else None
 
-    stream = BatchStream(
-        data,
-        config.batch,
-        device=device,
-        seed=config.seed,
-        rank=ranks.rank,
-        world_size=ranks.world,
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-    )
     start = 0
     if config.resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"resume: no checkpoint at {ckpt_path}")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = checkpoint.load(ckpt_path, map_location=device)
         check_same_run(ckpt["config"], config)
         G.load_state_dict(ckpt["G"])
         D.load_state_dict(ckpt["D"])
@@ -466,8 +413,11 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             G_ema.load_state_dict(ckpt["G_ema"])
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
-        stream.load_state_dict(ckpt["data"])
-        set_rng_states(ckpt["rng"][min(ranks.rank, len(ckpt["rng"]) - 1)])
+        for name, stream in task.streams.items():
+            stream.load_state_dict(ckpt["data"][name])
+        rank_state = min(ranks.rank, len(ckpt["rng"]) - 1)
+        task.load_state_dict(ckpt["task_state"][rank_state])
+        set_rng_states(ckpt["rng"][rank_state])
         start = ckpt["step"]
     broadcast_state(G, ranks)
     broadcast_state(D, ranks)
@@ -476,55 +426,12 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
 
     G_fast = torch.compile(G) if config.compile else G
     D_fast = torch.compile(D) if config.compile else D  # penalties run D eagerly
+    nets = Nets(G, D, G_fast, D_fast)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
 
-    # Fixed noise for the sample grids: 8 per class for conditional models.
-    g = step_generator(config.seed, 0, 63, device)
-    if num_classes:
-        fixed_y = torch.arange(num_classes, device=device).repeat_interleave(8)
-    else:
-        fixed_y = None
-    n_fixed = 8 * num_classes if num_classes else 64
-    fixed_z = torch.randn(n_fixed, G.z_dim, generator=g, device=device)
-
-    def noise(step: int, stream_id: int, pairs: bool = False):
-        """(z, y) of this rank; pairs: samples 2k and 2k+1 share their label."""
-        g = step_generator(config.seed, step, stream_id, device)
-        z = torch.randn(config.batch, G.z_dim, generator=g, device=device)
-        y = None
-        if num_classes:
-            y = torch.randint(num_classes, (config.batch,), generator=g, device=device)
-            if pairs:
-                y[1::2] = y[0::2]
-            y = rank_slice(y, ranks)
-        return rank_slice(z, ranks), y
-
-    def d_step(step: int, i: int, real: torch.Tensor, y_real) -> tuple[torch.Tensor, ...]:
-        z, y_fake = noise(step, 2 * i)
-        r1_due = loss.penalty == "r1" and step % loss.reg_every == 0
-        r2_due = loss.penalty == "r2" and step % loss.reg_every == 0
+    def d_step(step: int, i: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast:
-            with torch.no_grad():
-                fake = G_fast(z, y_fake)
-            if r1_due:
-                real = real.detach().requires_grad_(True)
-            if r2_due:
-                fake = fake.detach().requires_grad_(True)
-            real_logits = (D if r1_due else D_fast)(real, y_real)
-            fake_logits = (D if r2_due else D_fast)(fake, y_fake)
-            d_loss = loss.d_loss(real_logits, fake_logits)
-            penalty = torch.zeros((), device=device)
-            if loss.penalty == "gp" and step % loss.reg_every == 0:
-                g = step_generator(config.seed, step, 2 * i + 1, device)
-                alpha = rank_slice(torch.rand(config.batch, generator=g, device=device), ranks)
-                kwargs = {} if y_real is None else {"y": y_real}
-                penalty = gradient_penalty(
-                    D, real, fake, loss.penalty_weight, every=loss.reg_every, alpha=alpha, **kwargs
-                )
-            elif r1_due:
-                penalty = r1_penalty_from(real_logits, real, loss.penalty_weight, loss.reg_every)
-            elif r2_due:
-                penalty = r1_penalty_from(fake_logits, fake, loss.penalty_weight, loss.reg_every)
+            d_loss, penalty = task.d_losses(nets, step, i, batch)
         opt_d.zero_grad(set_to_none=True)
         (d_loss + penalty).backward()
         average_gradients(D, ranks)
@@ -533,14 +440,10 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             clip_weights(D, loss.clip)
         return d_loss.detach(), penalty.detach()
 
-    def g_step(step: int) -> torch.Tensor:
-        z, y = noise(step, 62, pairs=config.mode_seeking > 0)
+    def g_step(step: int, batch) -> list[torch.Tensor]:
         D.requires_grad_(False)  # no parameter gradients for D in G's step
         with autocast:
-            fake = G_fast(z, y)
-            g_loss = loss.g_loss(D_fast(fake, y))
-            if config.mode_seeking > 0:
-                g_loss = g_loss + config.mode_seeking * mode_seeking_loss(fake, z)
+            g_loss, terms = task.g_losses(nets, step, batch)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         D.requires_grad_(True)
@@ -548,51 +451,53 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         opt_g.step()
         if G_ema is not None:
             _ema_update(G_ema, G, config.ema, step)
-        return g_loss.detach()
+        return [g_loss.detach(), *(t.detach() for t in terms)]
 
     def save_checkpoint(step: int) -> None:
-        states = [rng_states()]
+        states = [(rng_states(), task.state_dict())]
         if ranks.world > 1:
             states = [None] * ranks.world
-            dist.all_gather_object(states, rng_states())
+            dist.all_gather_object(states, (rng_states(), task.state_dict()))
         if not ranks.main:
             return
         ckpt = {
             "config": dataclasses.asdict(config),
             "step": step,
+            "task": task.name,
+            "build": task.build_info,
             "G": G.state_dict(),
             "D": D.state_dict(),
             "G_ema": G_ema.state_dict() if G_ema is not None else None,
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
-            "data": stream.state_dict(),
-            "rng": states,
-            "num_classes": num_classes,
-            "img_channels": data.channels,
-            "img_size": data.image_size,
+            "data": {name: stream.state_dict() for name, stream in task.streams.items()},
+            "rng": [rng for rng, _ in states],
+            "task_state": [state for _, state in states],
         }
-        atomic_write(ckpt_path, lambda f: torch.save(ckpt, f))
+        checkpoint.save(ckpt_path, ckpt)
 
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
     log = CSVLog(out / "log.csv", start if config.resume else None) if ranks.main else None
     tb = _tensorboard(out) if config.tensorboard and ranks.main else None
-    evaluate = PeriodicMetrics(config, data, device) if config.eval_every and ranks.main else None
-    bar = _progress(start, config.steps, enabled=config.progress and ranks.main)
-    batches: Iterator = iter(stream)
+    evaluate = task.evaluator() if config.eval_every and ranks.main else None
+    progress = Progress(start, config.steps, enabled=config.progress and ranks.main)
+    keys = ("loss_d", "loss_g", "penalty", *task.log_terms)
     last_good = start if config.resume else None
-    sums = torch.zeros(3, device=device)  # d loss, g loss, penalty since the last log
+    sums = torch.zeros(len(keys), device=device)  # since the last log row
+    no_d = [torch.zeros((), device=device)] * 2
     interval_start, interval_steps, timed = time.perf_counter(), 0, [0.0, 0]
     first_interval = True
     t0 = time.perf_counter()
     for step in range(start, config.steps):
+        factor = lr_factor(step, config.steps, lr_decay)
+        _set_lr(opt_g, factor)
+        _set_lr(opt_d, factor)
         for i in range(loss.n_critic):
-            real, y_real = next(batches)
-            if config.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last)
-            d_loss, penalty = d_step(step, i, real, y_real if num_classes else None)
-        g_loss = g_step(step)
-        sums += torch.stack([d_loss, g_loss, penalty]).float()
+            batch = task.next_batch()
+            d_terms = d_step(step, i, batch) if task.trains_d else no_d
+        g_terms = g_step(step, batch)
+        sums += torch.stack([d_terms[0], g_terms[0], d_terms[1], *g_terms[1:]]).float()
         interval_steps += 1
         done = step + 1
         eval_due = evaluate is not None and done % config.eval_every == 0
@@ -601,13 +506,13 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             # One host sync per interval: cheap, and where divergence is caught.
             if ranks.world > 1:
                 dist.all_reduce(sums)
-            means = (sums / (interval_steps * ranks.world)).tolist()
-            if not all(math.isfinite(v) for v in means):
+            means = dict(zip(keys, (sums / (interval_steps * ranks.world)).tolist(), strict=True))
+            if not all(math.isfinite(v) for v in means.values()):
                 where = f"{ckpt_path} (step {last_good})" if last_good is not None else "none"
                 raise TrainingDiverged(
-                    f"a loss became {means} (loss_d, loss_g, penalty) between steps "
-                    f"{done - interval_steps + 1} and {done}; stopped. Last good checkpoint: "
-                    f"{where}. Try a lower learning rate, --amp off, or another loss."
+                    f"a loss became {means} between steps {done - interval_steps + 1} and "
+                    f"{done}; stopped. Last good checkpoint: {where}. Try a lower learning "
+                    "rate, --amp off, or another loss."
                 )
             seconds = time.perf_counter() - interval_start
             rate = interval_steps * config.batch * loss.n_critic / seconds
@@ -615,14 +520,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
                 timed[0] += seconds
                 timed[1] += interval_steps
             first_interval = False
-            row = {
-                "step": done,
-                "loss_d": means[0],
-                "loss_g": means[1],
-                "penalty": means[2],
-                "img_per_s": rate,
-                "seconds": time.perf_counter() - t0,
-            }
+            row = {"step": done, **means, "img_per_s": rate, "seconds": time.perf_counter() - t0}
             if eval_due:
                 row.update(evaluate(G_ema if G_ema is not None else G))
             if log is not None:
@@ -631,20 +529,19 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
                 for key, value in row.items():
                     if key not in ("step", "seconds"):
                         tb.add_scalar(key, value, done)
-            bar.set_postfix(d=f"{means[0]:.3f}", g=f"{means[1]:.3f}", img_s=f"{rate:.0f}")
+            progress.report(done, means, rate)
             sums.zero_()
             interval_start, interval_steps = time.perf_counter(), 0
         if done % config.sample_every == 0 or done == config.steps:
-            sampler = G_ema if G_ema is not None else G
-            images = _fixed_samples(sampler, fixed_z, fixed_y, config.seed)
+            images, nrow = task.samples(G_ema if G_ema is not None else G)
             if ranks.main:
-                save_grid(images, out / f"samples_{done:06d}.png", nrow=8)
-                save_grid(images, out / "samples.png", nrow=8)
+                save_grid(images, out / f"samples_{done:06d}.png", nrow=nrow)
+                save_grid(images, out / "samples.png", nrow=nrow)
         if done % config.ckpt_every == 0 or done == config.steps:
             save_checkpoint(done)
             last_good = done
-        bar.update(1)
-    bar.close()
+        progress.update(done)
+    progress.close()
     seconds = time.perf_counter() - t0
     if log is not None and log.rows:
         plot_losses(log.path, out / "losses.png")
@@ -664,10 +561,32 @@ def _optimizer(
     return recipe.make_optimizer(module.parameters(), lazy_every=lazy_every)
 
 
-def _progress(start: int, total: int, enabled: bool):
-    from tqdm.auto import tqdm
+class Progress:
+    """A progress bar on a terminal; elsewhere (CI logs, nohup, files), where a bar's
+    carriage returns pile up, one plain line per log interval instead."""
 
-    return tqdm(initial=start, total=total, disable=not enabled, unit="step", dynamic_ncols=True)
+    def __init__(self, start: int, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(initial=start, total=total, unit="step", dynamic_ncols=True)
+
+    def report(self, step: int, means: dict, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(**{k: f"{v:.3f}" for k, v in means.items()}, img_s=f"{rate:.0f}")
+        elif self.enabled:
+            losses = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+            print(f"step {step}/{self.total}  {losses}  {rate:.0f} img/s", flush=True)
+
+    def update(self, step: int) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _tensorboard(out: Path):

@@ -24,9 +24,12 @@ examples:
 """
 
 HELP = {
-    "model": f"architecture: {', '.join(MODELS)}",
-    "loss": f"objective: {', '.join(LOSSES)}",
-    "data": "data set: mnist, fashion-mnist, digits, animals or folder:PATH",
+    "model": f"architecture: {', '.join(MODELS)} (noise to image); pix2pix, cyclegan "
+    "(image to image)",
+    "loss": f"objective: {', '.join(LOSSES)} (default: wgan-gp; pix2pix nonsaturating, "
+    "cyclegan lsgan)",
+    "data": "data set: mnist, fashion-mnist, digits, animals or folder:PATH; for translation "
+    "edges2fashion[:shoes], emoji:google2twitter, pairs:PATH, unpaired:PATH_A,PATH_B",
     "steps": "generator steps to train for (each with n_critic discriminator steps)",
     "batch": "global batch size (split evenly across torchrun ranks)",
     "out": "run folder: checkpoints, log.csv, sample grids, loss curves",
@@ -44,6 +47,15 @@ HELP = {
     "clip": "WGAN weight-clipping bound (default 0.01 for --loss wgan)",
     "mode_seeking": "weight of the mode-seeking term in G's loss (1 is usual; keeps a "
     "conditional G from ignoring its noise); 0 turns it off",
+    "direction": "pix2pix: a2b maps the data set's A side (edges, Google emoji) to its B "
+    "side, b2a the other way",
+    "gan_weight": "weight of G's adversarial term (0 trains pix2pix's U-Net on L1 alone)",
+    "l1_weight": "pix2pix: weight of |G(a) - b| in G's loss (default 100)",
+    "cycle_weight": "cyclegan: weight of the cycle-consistency loss (default 10)",
+    "identity_weight": "cyclegan: weight of the identity loss (default 0.5 x cycle weight)",
+    "pool_size": "cyclegan: past fakes each discriminator also judges (0: off)",
+    "lr_decay": "decay the learning rates linearly to 0 over the second half "
+    "(default: on for pix2pix and cyclegan)",
     "ema": "EMA decay of G's weights used for samples; 0 turns it off",
     "amp": "bfloat16 autocast",
     "channels_last": "channels_last memory format for models and batches",
@@ -74,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"default": argparse.SUPPRESS, "help": HELP[f.name], "dest": f.name}
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool, "bool | None"):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif f.type == "dict":
             flag, kwargs["action"], kwargs["metavar"] = "--model-option", "append", "KEY=VALUE"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import gankernels.tasks as tasks_mod
 import gankernels.train as train_mod
 from gankernels import cli, train_cli
 from gankernels.train import TrainConfig, TrainingDiverged, train
@@ -75,7 +76,7 @@ def test_conditional_run_writes_outputs(tmp_path):
         assert (out / name).is_file(), name
     assert result.images_per_second > 0
     ckpt = load(out / "last.pt")
-    assert ckpt["num_classes"] == 10
+    assert ckpt["build"]["num_classes"] == 10
     from PIL import Image
 
     grid = Image.open(out / "samples.png")
@@ -124,19 +125,19 @@ def test_mode_seeking_pairs_labels_and_adds_its_term(tmp_path, monkeypatch):
     """G's step with --mode-seeking: labels come in equal pairs and G's loss is the
     adversarial loss plus the weighted mode-seeking term of that very batch."""
     seen = []
-    real_loss = train_mod.mode_seeking_loss
+    real_loss = tasks_mod.mode_seeking_loss
 
     def spy(fake, z):
         value = real_loss(fake, z)
         seen.append(value.item())
         return value
 
-    monkeypatch.setattr(train_mod, "mode_seeking_loss", spy)
+    monkeypatch.setattr(tasks_mod, "mode_seeking_loss", spy)
     labels = []
-    real_build = train_mod.build_models
+    real_build = tasks_mod.build_networks
 
-    def build(*args, **kwargs):
-        G, D = real_build(*args, **kwargs)
+    def build(info):
+        G, D = real_build(info)
         forward = G.forward
 
         def recording(z, y=None, **kw):
@@ -147,7 +148,7 @@ def test_mode_seeking_pairs_labels_and_adds_its_term(tmp_path, monkeypatch):
         G.forward = recording
         return G, D
 
-    monkeypatch.setattr(train_mod, "build_models", build)
+    monkeypatch.setattr(tasks_mod, "build_networks", build)
     config = tiny(tmp_path, loss="hinge", n_critic=1, conditional=True, steps=3, mode_seeking=2.0)
     result = train(config)
     assert len(seen) == 3 and all(v > 0 for v in seen)

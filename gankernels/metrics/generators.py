@@ -8,8 +8,6 @@ import os
 import torch
 from torch import nn
 
-from ..models import build_models
-
 
 def is_generator(source) -> bool:
     return isinstance(source, nn.Module) and hasattr(source, "z_dim")
@@ -58,27 +56,11 @@ def load_generator(checkpoint: str | os.PathLike, ema: bool = True, device="cpu"
     """G from a `gankernels train` checkpoint, in eval mode: the EMA weights (G_ema) when
     the run kept them and ema=True, else the trained G. The checkpoint is unpickled, so load
     only files you trust."""
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    keys = ("config", "G", "num_classes", "img_channels", "img_size")
-    missing = [k for k in keys if k not in ckpt] if isinstance(ckpt, dict) else list(keys)
-    if missing:
-        raise ValueError(
-            f"checkpoint {str(checkpoint)!r} is not a gankernels training checkpoint "
-            f"(missing {missing})"
-        )
-    config = ckpt["config"]
-    G, _ = build_models(
-        config["model"],
-        img_channels=ckpt["img_channels"],
-        img_size=ckpt["img_size"],
-        z_dim=config.get("z_dim"),
-        num_classes=ckpt["num_classes"],
-        width=config.get("width"),
-        reference=config.get("reference", False),
-        **config.get("model_options", {}),
-    )
+    from .. import checkpoint as checkpoints
+    from ..tasks import build_info_of, build_networks
+
+    ckpt = checkpoints.load(checkpoint, kind="generation")
+    G, _ = build_networks(build_info_of(ckpt))
     state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt["G"]
     G.load_state_dict(state)
     return G.to(device).eval().requires_grad_(False)
