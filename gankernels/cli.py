@@ -54,20 +54,39 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# Subcommands with their own modules: (name, module, one-line summary).
+COMMANDS = (
+    ("train", "train_cli", "train a GAN with the fused kernels (torchrun for several devices)"),
+    ("eval", "eval_cli", "FID, KID, IS, precision/recall, mode coverage; L1/PSNR/SSIM for "
+     "translation"),
+    ("translate", "translate_cli", "run a trained pix2pix or CycleGAN over image files"),
+)  # fmt: skip
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the user asked for something that cannot be done (bad value,
+    missing file or package): one line and exit status 2, never a traceback."""
+    from .data import DatasetNotInstalled
+    from .metrics import ExtractorNotInstalled
+
+    return (ValueError, OSError, DatasetNotInstalled, ExtractorNotInstalled)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import importlib
+
     parser = argparse.ArgumentParser(
-        prog="gankernels", description="Fused GAN kernels: information and benchmarks."
+        prog="gankernels", description="Fused GAN kernels: training, evaluation, benchmarks."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, devices and which backends are available (and why not)")
     bench = sub.add_parser("bench", help="benchmark the kernels against PyTorch and torch.compile")
-    from . import benchmark, eval_cli, train_cli
+    from . import benchmark
 
     benchmark.add_arguments(bench)
-    for name, module, summary in (
-        ("train", train_cli, "train a GAN with the fused kernels (torchrun for several devices)"),
-        ("eval", eval_cli, "FID, KID, IS, precision/recall and mode coverage of a generator"),
-    ):
+    modules = {"bench": benchmark}
+    for name, module_name, summary in COMMANDS:
+        module = importlib.import_module(f"gankernels.{module_name}")
         command = sub.add_parser(
             name,
             help=summary,
@@ -75,14 +94,17 @@ def main(argv: list[str] | None = None) -> int:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)
+        modules[name] = module
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
-    if args.command == "train":
-        return train_cli.run(args)
-    if args.command == "eval":
-        return eval_cli.run(args)
-    return benchmark.run(args)
+    try:
+        return modules[args.command].run(args)
+    except user_errors() as err:
+        if os.environ.get("GANKERNELS_DEBUG") == "1":
+            raise
+        print(f"gankernels {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

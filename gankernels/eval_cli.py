@@ -1,9 +1,13 @@
 """`gankernels eval`: FID, KID, IS, precision/recall and mode coverage of a trained
-generator (or of a folder of images, or of the data set itself) against real images.
+generator (or of a folder of images, or of the data set itself) against real images;
+for a translation run (pix2pix, cyclegan), L1, PSNR, SSIM and FID of its outputs on the
+held-out pairs against their true targets.
 
-    gankernels eval --ckpt runs/sn/last.pt --data mnist --n 10000
+    gankernels eval --ckpt runs/sn/last.pt --n 10000    # against its training data's test split
     gankernels eval --fake folder:samples/ --data folder:real/ --extractor inception
     gankernels eval --data mnist --n 10000          # the data set itself: train vs test
+    gankernels eval --ckpt runs/p2p/last.pt         # translation: held-out test pairs
+    gankernels eval --identity --data edges2fashion:shoes   # baseline: output = input
 """
 
 from __future__ import annotations
@@ -11,14 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from . import metrics
-from .data import DatasetNotInstalled, load_dataset
+from . import checkpoint, metrics
+from .data import convert_channels, load_dataset, to_model_range
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 
@@ -27,8 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--ckpt", help="a `gankernels train` checkpoint (OUT/last.pt)")
     source.add_argument("--fake", help="generated images as a data set name or folder:PATH")
+    source.add_argument(
+        "--identity",
+        action="store_true",
+        help="translation baseline: score a paired --data set's inputs as outputs",
+    )
     parser.add_argument(
-        "--data", default="mnist", help="real images: data set name or folder:PATH (mnist)"
+        "--data",
+        help="real images: data set name or folder:PATH (default: the checkpoint's training "
+        "data, else mnist)",
     )
     parser.add_argument(
         "--split", default="test", help="split of the real data set (default: test)"
@@ -58,6 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         help="resize folders to this (default: the generator's or the real data set's size)",
+    )
+    parser.add_argument(
+        "--fid-dims",
+        type=int,
+        choices=metrics.INCEPTION_DIMS,
+        help="translation: Inception features for FID (default: the largest of "
+        "2048/768/192/64 below the number of test pairs, as FID needs more images than "
+        "dimensions)",
+    )
+    parser.add_argument(
+        "--direction",
+        choices=("a2b", "b2a"),
+        help="--identity: which side is the input (default a2b)",
     )
     parser.add_argument("--no-ema", action="store_true", help="use G, not its EMA")
     parser.add_argument("--batch", type=int, default=256, help="extraction batch size")
@@ -89,10 +112,22 @@ def _image_size(images) -> int:
     return images.dataset.image_size if hasattr(images, "dataset") else images.image_size
 
 
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def evaluate(args: argparse.Namespace) -> dict:
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = _device(args.device)
+    if args.identity:
+        return evaluate_translation(args, None, device)
+    if args.ckpt:
+        ckpt = checkpoint.load(args.ckpt)
+        if checkpoint.kind_of(ckpt) == "translation":
+            return evaluate_translation(args, ckpt, device)
+        args.data = args.data or ckpt["config"].get("data")
+    args.data = args.data or "mnist"
     chosen = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     size = args.image_size
     if args.ckpt:
@@ -132,7 +167,94 @@ def evaluate(args: argparse.Namespace) -> dict:
     return scores
 
 
+def evaluate_translation(args: argparse.Namespace, ckpt: dict | None, device) -> dict:
+    """Scores of a translation checkpoint (or of the identity, ckpt None) on the first
+    --n held-out pairs of its data set."""
+    from .tasks import translate
+    from .translate_cli import load_translator
+
+    t0 = time.perf_counter()
+    if ckpt is not None:
+        G, _ = load_translator(args.ckpt, ema=not args.no_ema, device=device)
+        config = ckpt["config"]
+        data_name, model = args.data or config["data"], config["model"]
+        direction = config.get("direction", "a2b") if model == "pix2pix" else "a2b"
+        size = G.img_size
+    else:
+        if not args.data:
+            raise ValueError("identity: name the paired data set with --data")
+        G, data_name, model = None, args.data, "identity"
+        direction, size = args.direction or "a2b", args.image_size
+    test = load_dataset(data_name, split=args.split, image_size=size)
+    if not getattr(test, "paired", False):
+        raise ValueError(
+            f"data: {data_name!r} has no true pairs to score translations against; use a "
+            "paired data set (edges2fashion, emoji:google2twitter, pairs:PATH)"
+        )
+    n = min(args.n, len(test))
+    a, b = to_model_range(test.a[:n]), to_model_range(test.b[:n])
+    source, target = (b, a) if direction == "b2a" else (a, b)
+    if G is None:
+        output = source if source.shape[1] == target.shape[1] else _convert(source, target)
+    else:
+        output = translate(G, source, direction, args.batch)
+    dims = args.fid_dims or metrics.largest_fid_dims(n)
+    extractor = metrics.InceptionFeatures(args.weights, device, dims=dims)
+    key = metrics.real_features_key(
+        data_name, f"{args.split}-{'b' if direction == 'a2b' else 'a'}", n, test.image_size,
+        f"inception{dims}",
+    )  # fmt: skip
+    real = None
+    if not args.weights and not args.no_cache:
+        real = metrics.cached_features(
+            extractor, target, key, args.batch, device, not args.no_progress
+        )
+    scores = metrics.translation_scores(
+        output, target, extractor, args.batch, device, not args.no_progress, real
+    )
+    if model == "cyclegan":
+        back = translate(G, target, "b2a", args.batch)
+        scores["b2a"] = metrics.translation_scores(back, source, None)
+        scores["cycle_a"] = metrics.l1(_unit(translate(G, output, "b2a", args.batch)), _unit(a))
+        scores["cycle_b"] = metrics.l1(_unit(translate(G, back, "a2b", args.batch)), _unit(b))
+    scores["model"], scores["direction"] = model, direction
+    scores["generated"] = args.ckpt or f"identity ({direction} inputs as outputs)"
+    scores["real"] = f"{data_name} {args.split}, first {n} pairs"
+    scores["extractor"] = f"inception ({dims} features)"
+    scores["seconds"] = round(time.perf_counter() - t0, 1)
+    return scores
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1) / 2
+
+
+def _convert(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    uint8 = ((source + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return to_model_range(convert_channels(uint8, target.shape[1]))
+
+
+def format_translation(scores: dict) -> str:
+    rows = [("model", f"{scores['model']} ({scores['direction']})")]
+    rows += [("generated", scores["generated"]), ("real", scores["real"])]
+    rows.append(("L1 (images in [0, 1])", f"{scores['l1']:.4f}"))
+    rows.append(("PSNR", f"{scores['psnr']:.2f} dB"))
+    rows.append(("SSIM", f"{scores['ssim']:.4f}"))
+    if "fid" in scores:
+        rows.append((f"FID ({scores['extractor']})", f"{scores['fid']:.3f}"))
+        rows.append(("KID", f"{scores['kid']:.4f} ± {scores['kid_std']:.4f}"))
+    if "b2a" in scores:
+        back = scores["b2a"]
+        rows.append(("b2a L1 / PSNR / SSIM", f"{back['l1']:.4f} / {back['psnr']:.2f} dB / "
+                     f"{back['ssim']:.4f}"))  # fmt: skip
+        rows.append(("cycle L1 a / b", f"{scores['cycle_a']:.4f} / {scores['cycle_b']:.4f}"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 def format_report(scores: dict) -> str:
+    if "psnr" in scores:
+        return format_translation(scores)
     rows = [("generated", scores["generated"]), ("real", scores["real"])]
     rows.append(("images", f"{scores['num_fake']} generated, {scores['num_real']} real"))
     rows.append(("extractor", scores["extractor"]))
@@ -169,11 +291,7 @@ def _jsonable(scores: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        scores = evaluate(args)
-    except (ValueError, FileNotFoundError, DatasetNotInstalled, metrics.ExtractorNotInstalled) as e:
-        print(f"gankernels eval: error: {e}", file=sys.stderr)
-        return 2
+    scores = evaluate(args)
     print(format_report(scores))
     path = args.json or (str(Path(args.ckpt).with_name("eval.json")) if args.ckpt else None)
     if path:

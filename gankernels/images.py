@@ -143,6 +143,16 @@ def save_grid(
     return atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
+def save_image(image, path: str | os.PathLike) -> Path:
+    """One image (C, H, W), uint8 or floats in [-1, 1], as a PNG at its own size,
+    atomically, creating folders."""
+    from PIL import Image
+
+    array = _as_uint8_nchw(image)[0].transpose(1, 2, 0)
+    picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    return atomic_write(path, lambda f: picture.save(f, format="PNG"))
+
+
 # --------------------------------------------------------------------------- loss curves
 
 

@@ -161,15 +161,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
     try:
-        config = config_from_args(args)
         result = train(config)
     except TrainingDiverged as err:
         print(f"gankernels train: diverged: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"gankernels train: error: {err}", file=sys.stderr)
-        return 2
     if result.steps:
         kind = "plain torch (--reference)" if config.reference else "gankernels kernels"
         print(

@@ -190,3 +190,48 @@ def test_mode_seeking_loss_values_and_gradient():
     assert gk.losses.mode_seeking_loss(same, z) > 1e4
     with pytest.raises(ValueError, match="same even batch size"):
         gk.losses.mode_seeking_loss(fake[:5], z[:5])
+
+
+def test_image_pool_fills_then_swaps_half_the_time():
+    from gankernels.losses import ImagePool
+
+    pool = ImagePool(4)
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(3, 2, 5, 5)
+    assert torch.equal(pool.query(first, g), first)  # filling: passed through, stored
+    second = torch.randn(3, 2, 5, 5)
+    out = pool.query(second, g)
+    assert torch.equal(out[0], second[0])  # the 4th fills the pool
+    seen_old = seen_new = 0
+    for _ in range(400):
+        stored = pool.images.clone()
+        fakes = torch.randn(1, 2, 5, 5)
+        out = pool.query(fakes, g)
+        if torch.equal(out, fakes):
+            seen_new += 1
+            assert torch.equal(pool.images, stored)
+        else:
+            seen_old += 1
+            slot = [k for k in range(4) if torch.equal(stored[k], out[0])]
+            assert len(slot) == 1 and torch.equal(pool.images[slot[0]], fakes[0])
+    assert 160 < seen_old < 240 and seen_old + seen_new == 400
+    assert torch.equal(ImagePool(0).query(fakes, g), fakes)
+    with pytest.raises(ValueError, match="size"):
+        ImagePool(-1)
+
+
+def test_image_pool_resumes_exactly():
+    from gankernels.losses import ImagePool
+
+    pool = ImagePool(5)
+    for step in range(3):
+        pool.query(torch.randn(2, 1, 4, 4), torch.Generator().manual_seed(step))
+    copy = ImagePool(5)
+    copy.load_state_dict(pool.state_dict())
+    for step in range(3, 8):
+        fakes = torch.randn(2, 1, 4, 4)
+        a = pool.query(fakes, torch.Generator().manual_seed(step))
+        b = copy.query(fakes, torch.Generator().manual_seed(step))
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="size"):
+        ImagePool(3).load_state_dict(pool.state_dict())

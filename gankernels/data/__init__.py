@@ -361,6 +361,31 @@ class ImageDataset(torch.utils.data.Dataset):
         )
 
 
+def read_image(path: str | os.PathLike, image_size: int, channels: int = 3) -> torch.Tensor:
+    """One PNG/JPEG file as uint8 (channels, image_size, image_size): the shorter side
+    resized to image_size (bicubic), then the centre square; RGB or greyscale."""
+    from PIL import Image, ImageOps
+
+    _check_image_size(image_size)
+    _check_channels(channels)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img = img.convert("RGB" if channels == 3 else "L")
+    except OSError as exc:
+        raise OSError(f"cannot read image {path}: {exc}") from exc
+    size = image_size
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    array = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
 class FolderDataset(torch.utils.data.Dataset):
     """PNG/JPEG files under `root` (recursive), decoded lazily with Pillow.
 
@@ -372,13 +397,17 @@ class FolderDataset(torch.utils.data.Dataset):
     in_memory = False
 
     def __init__(self, root: str | os.PathLike, image_size: int, channels: int = 3):
-        if image_size is None:
-            raise ValueError("image_size is required for folder data sets (images differ)")
-        _check_image_size(image_size)
-        _check_channels(channels)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist")
+            what = "is not a folder" if self.root.exists() else "does not exist"
+            raise FileNotFoundError(f"image folder {self.root} {what}")
+        if image_size is None:
+            raise ValueError(
+                f"image_size is required for folder data sets (their images differ in size); "
+                f"pass --image-size for {self.root}"
+            )
+        _check_image_size(image_size)
+        _check_channels(channels)
         self.name = f"{FOLDER_PREFIX}{root}"
         self.image_size = image_size
         self.channels = channels
@@ -413,25 +442,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> torch.Tensor:
         """Decode, resize, crop: uint8 (C, image_size, image_size)."""
-        from PIL import Image, ImageOps
-
-        path = self.root / self.files[index]
-        try:
-            with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)
-                img = img.convert("RGB" if self.channels == 3 else "L")
-        except OSError as exc:
-            raise OSError(f"cannot read image {path}: {exc}") from exc
-        size = self.image_size
-        w, h = img.size
-        scale = size / min(w, h)
-        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-        if (new_w, new_h) != (w, h):
-            img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-        array = np.asarray(img, dtype=np.uint8).reshape(size, size, self.channels)
-        return torch.from_numpy(array.transpose(2, 0, 1).copy())
+        return read_image(self.root / self.files[index], self.image_size, self.channels)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -9,6 +9,7 @@ Inception network.
 
 The building blocks work on any (N, D) features: `fid(a, b)`, `kid(a, b)`,
 `precision_recall(real, fake)`, `inception_score(logits)`, `mode_coverage(labels, K)`.
+Translation outputs are scored against their true targets with `l1`, `psnr` and `ssim`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from .extractors import (
 )
 from .frechet import feature_statistics, fid, frechet_distance
 from .generators import generator_labels, is_generator, load_generator, sample_generator
+from .inception import FEATURE_DIMS as INCEPTION_DIMS
 from .inception import FIDInceptionV3
 from .inception_score import inception_score
 from .kid import kid
 from .modes import ModeReport, mode_coverage
 from .precision_recall import precision_recall
+from .similarity import l1, psnr, psnr_per_image, ssim, ssim_per_image
 
 METRICS = ("fid", "kid", "is", "pr", "modes")
 EXTRACTORS = ("digits", "inception")
@@ -210,6 +213,49 @@ def compute(
     return result
 
 
+def largest_fid_dims(n: int) -> int:
+    """The largest Inception feature size (2048, 768, 192, 64) that n images can give a
+    full-rank covariance for (FID needs more images than dimensions)."""
+    fitting = [d for d in INCEPTION_DIMS if d < n]
+    if not fitting:
+        raise ValueError(f"FID needs more than {min(INCEPTION_DIMS)} images, got {n}")
+    return max(fitting)
+
+
+def translation_scores(
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    extractor: nn.Module | None = None,
+    batch_size: int = 64,
+    device=None,
+    progress: bool = False,
+    target_features: dict | None = None,
+    kid_subsets: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Translation outputs against their true targets (both (N, C, H, W) floats in
+    [-1, 1], pair i with pair i): "l1", "psnr", "ssim" on images mapped to [0, 1]; with an
+    extractor also "fid" (when N exceeds its feature size) and "kid" of the two sets."""
+    out, target = (outputs.float() + 1) / 2, (targets.float() + 1) / 2
+    scores = {
+        "l1": l1(out, target),
+        "psnr": psnr(out, target, 1.0),
+        "ssim": ssim(out, target, 1.0),
+        "num_pairs": outputs.shape[0],
+    }
+    if extractor is None:
+        return scores
+    fake = extract(extractor, outputs, batch_size, device, progress, name="outputs")
+    real = target_features or extract(extractor, targets, batch_size, device, progress)
+    n = min(fake["features"].shape[0], real["features"].shape[0])
+    if n > fake["features"].shape[1]:
+        scores["fid"] = fid(fake["features"], real["features"])
+    scores["kid"], scores["kid_std"] = kid(
+        fake["features"], real["features"], kid_subsets, min(1000, n), seed
+    )
+    return scores
+
+
 __all__ = [
     "METRICS",
     "EXTRACTORS",
@@ -220,6 +266,14 @@ __all__ = [
     "kid",
     "inception_score",
     "precision_recall",
+    "l1",
+    "psnr",
+    "psnr_per_image",
+    "ssim",
+    "ssim_per_image",
+    "translation_scores",
+    "largest_fid_dims",
+    "INCEPTION_DIMS",
     "mode_coverage",
     "ModeReport",
     "DigitClassifier",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import from_model_range
-from .inception import FEATURE_DIM, NUM_CLASSES, FIDInceptionV3
+from .inception import FEATURE_DIM, FEATURE_DIMS, NUM_CLASSES, FIDInceptionV3
 from .inception import load_weights as load_inception_weights
 
 DIGIT_PACKAGE = ("digit_recognizer", "models/handwriting_model.pth")
@@ -182,13 +182,15 @@ class InceptionFeatures(nn.Module):
     uint8 grid, grey repeated to 3 channels, bilinear resize to 299).
     """
 
-    feature_dim = FEATURE_DIM
-
-    def __init__(self, path=None, device=None):
+    def __init__(self, path=None, device=None, dims: int = FEATURE_DIM):
         super().__init__()
+        if dims not in FEATURE_DIMS:
+            raise ValueError(f"dims must be one of {FEATURE_DIMS}, got {dims!r}")
+        self.feature_dim = dims
         weights = _package_file(*INCEPTION_PACKAGE) if path is None else _user_file(path)
         state, self.input_scale = load_inception_weights(weights)
-        self.num_classes = NUM_CLASSES if "fc.weight" in state else 0
+        # logits only on top of the full network's pool3 features
+        self.num_classes = NUM_CLASSES if "fc.weight" in state and dims == FEATURE_DIM else 0
         net = FIDInceptionV3()
         net.load_state_dict(state, strict=False)  # load_inception_weights checked the keys
         if not self.num_classes:
@@ -206,7 +208,7 @@ class InceptionFeatures(nn.Module):
         return x.contiguous(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.features(x / self.input_scale - 1.0)
+        return self.net.features(x / self.input_scale - 1.0, self.feature_dim)
 
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self(x)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 FEATURE_DIM = 2048
+FEATURE_DIMS = (64, 192, 768, 2048)  # the blocks whose means FID can use (pytorch-fid's)
 NUM_CLASSES = 1008  # the TensorFlow graph's softmax (1000 ImageNet classes + 8 unused)
 BN_EPS = 1e-3
 # The networks were trained on x / 128 - 1 of 0..255 pixels (TensorFlow's range, used by
@@ -226,26 +227,27 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7c = MixedE(2048, max_pool=True)
         self.fc = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, dims: int = FEATURE_DIM) -> torch.Tensor:
+        """Spatial means of the pool3 activations (2048), or of an earlier block's for
+        dims 64 (first max pool), 192 (second max pool) or 768 (before the auxiliary
+        classifier), the choices pytorch-fid offers for FID on few images: the network
+        stops there, so small dims are also cheap."""
+        if dims not in FEATURE_DIMS:
+            raise ValueError(f"dims must be one of {FEATURE_DIMS}, got {dims!r}")
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
+        if dims == 64:
+            return x.mean((2, 3))
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, 3, stride=2)
-        for block in (
-            self.Mixed_5b,
-            self.Mixed_5c,
-            self.Mixed_5d,
-            self.Mixed_6a,
-            self.Mixed_6b,
-            self.Mixed_6c,
-            self.Mixed_6d,
-            self.Mixed_6e,
-            self.Mixed_7a,
-            self.Mixed_7b,
-            self.Mixed_7c,
-        ):
+        if dims == 192:
+            return x.mean((2, 3))
+        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b):
             x = block(x)
-        return x.mean((2, 3))
+        x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(x)))
+        if dims == 768:
+            return x.mean((2, 3))
+        return self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x))).mean((2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
