@@ -15,16 +15,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import Layers, check_labels, init_dcgan_, resolution_plan
+from .layers import Layers, check_labels, init_dcgan_, resolution_plan, run_layers
 
 SIZES = (28, 32, 64)
 D_NORMS = (None, "batch", "instance")
 
 
+G_CONDS = ("cbn", "concat")
+
+
 class Generator(nn.Module):
-    """G(z, y=None) -> (B, img_channels, img_size, img_size) in [-1, 1] (tanh). A
-    conditional G concatenates a learned z_dim-sized embedding of y to z. g_norm="batch"
-    is the paper's; None (bias + ReLU) keeps every sample independent of the others."""
+    """G(z, y=None) -> (B, img_channels, img_size, img_size) in [-1, 1] (tanh). g_norm
+    "batch" is the paper's; None (bias + ReLU) keeps every sample independent of the others.
+
+    A conditional G embeds y (a learned vector per class when num_classes > 0; a linear map
+    of a condition vector when cond_dim > 0) and, with g_cond="cbn" (the default),
+    modulates every norm layer with it (conditional batch norm: a gain and shift per class
+    or per condition), so that z alone feeds the first layer; with
+    g_cond="concat" it concatenates the embedding to z instead, the classic cGAN input,
+    with which G learns to ignore z on MNIST (one image per class: see docs/training)."""
 
     def __init__(
         self,
@@ -35,24 +44,38 @@ class Generator(nn.Module):
         width: int = 64,
         reference: bool = False,
         g_norm: str | None = "batch",
+        g_cond: str | None = None,
+        cond_dim: int = 0,
+        embed_dim: int = 128,
     ):
         super().__init__()
         if g_norm not in D_NORMS:
             raise ValueError(f"dcgan: g_norm must be one of {D_NORMS}, got {g_norm!r}")
+        g_cond = g_cond or ("cbn" if g_norm else "concat")
+        if g_cond not in G_CONDS:
+            raise ValueError(f"dcgan: g_cond must be one of {G_CONDS}, got {g_cond!r}")
+        conditional = bool(num_classes or cond_dim)
+        if g_cond == "cbn" and g_norm is None and conditional:
+            raise ValueError("dcgan: g_cond='cbn' modulates G's norm layers; g_norm=None has none")
         start, doublings = resolution_plan("dcgan", img_size, SIZES)
         L = Layers(fused=not reference)
+        cbn = conditional and g_cond == "cbn"
 
         def up(in_ch, out_ch, *args):
             if g_norm is None:
                 return [L.conv_transpose(in_ch, out_ch, *args, act="relu")]
             conv = L.conv_transpose(in_ch, out_ch, *args, bias=False)
+            if cbn:
+                return [conv, L.cond_norm_act(out_ch, embed_dim, g_norm, "relu")]
             return [conv, L.norm_act(out_ch, g_norm, "relu")]
 
-        self.z_dim, self.num_classes = z_dim, num_classes
+        self.z_dim, self.num_classes, self.cond_dim = z_dim, num_classes, cond_dim
+        self.g_cond = g_cond
         self.img_channels, self.img_size = img_channels, img_size
-        self.embed = L.embedding(num_classes, z_dim) if num_classes else None
+        embed_dim = embed_dim if cbn else z_dim
+        self.embed = L.condition(num_classes, cond_dim, embed_dim, act="lrelu")
         ch = width * 2 ** (doublings - 1)
-        in_dim = z_dim * (2 if num_classes else 1)
+        in_dim = z_dim * (2 if conditional and not cbn else 1)
         layers = up(in_dim, ch, start)
         for _ in range(doublings - 1):
             layers += up(ch, ch // 2, 4, 2, 1)
@@ -63,9 +86,10 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         check_labels(self, y, z.shape[0])
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(y)], dim=1)
-        return self.net(z[:, :, None, None])
+        e = None if self.embed is None else self.embed(y)
+        if e is not None and self.g_cond == "concat":
+            z, e = torch.cat([z, e], dim=1), None
+        return run_layers(self.net, z[:, :, None, None], e)
 
 
 class Discriminator(nn.Module):
@@ -82,6 +106,7 @@ class Discriminator(nn.Module):
         d_norm: str | None = None,
         reference: bool = False,
         d_sn: bool = False,
+        cond_dim: int = 0,
     ):
         super().__init__()
         if d_norm not in D_NORMS:
@@ -89,6 +114,7 @@ class Discriminator(nn.Module):
         start, doublings = resolution_plan("dcgan", img_size, SIZES)
         L = Layers(fused=not reference)
         self.num_classes, self.img_channels, self.img_size = num_classes, img_channels, img_size
+        self.cond_dim = cond_dim
         ch = width
         # Small, like the other weights, so that the projection does not swamp the logit;
         # spectrally normalised weights are initialised before the wrapping.
@@ -107,7 +133,7 @@ class Discriminator(nn.Module):
             ch *= 2
         self.features = nn.Sequential(*layers)
         self.out = L.conv(ch, 1, start, **sn)
-        self.embed = L.embedding(num_classes, ch, sn=d_sn, init=small) if num_classes else None
+        self.embed = L.condition(num_classes, cond_dim, ch, sn=d_sn, init=small)
         init_dcgan_(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,10 +156,14 @@ def build(
     d_norm: str | None = None,
     d_sn: bool = False,
     g_norm: str | None = "batch",
+    g_cond: str | None = None,
     g_width: int | None = None,
     d_width: int | None = None,
+    cond_dim: int = 0,
 ) -> tuple[Generator, Discriminator]:
-    """(G, D); width sets both (default 64), g_width / d_width one of them."""
+    """(G, D); width sets both (default 64), g_width / d_width one of them; g_cond "cbn"
+    or "concat" chooses how a conditional G takes its label; cond_dim > 0 (instead of
+    num_classes) conditions both on (B, cond_dim) vectors (text or sound embeddings)."""
     width = 64 if width is None else width
     G = Generator(
         100 if z_dim is None else z_dim,
@@ -143,8 +173,10 @@ def build(
         g_width or width,
         reference,
         g_norm,
+        g_cond,
+        cond_dim,
     )
     D = Discriminator(
-        img_channels, img_size, num_classes, d_width or width, d_norm, reference, d_sn
+        img_channels, img_size, num_classes, d_width or width, d_norm, reference, d_sn, cond_dim
     )
     return G, D

@@ -160,6 +160,55 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
         return f"{super().extra_repr()}, act={self.act!r}"
 
 
+class ConditionalNormAct(nn.Module):
+    """act(norm(x) * (1 + gain(e)) + shift(e)): batch (or instance) norm without its own
+    affine, then a per-sample scale and shift computed from the condition embedding e
+    (B, embed_dim) by two linear maps: conditional batch norm (de Vries et al. 2017; the
+    projection-discriminator paper's G, where e is a class embedding). The condition
+    modulates every layer instead of entering once beside z, so it cannot drown z out.
+    `conditional = True` tells the models to call it as m(x, e)."""
+
+    conditional = True
+
+    def __init__(
+        self, channels: int, embed_dim: int, kind: str = "batch", act: str = "relu",
+        alpha: float | None = None, fused: bool = True,
+    ):  # fmt: skip
+        super().__init__()
+        _check_act(act)
+        if kind not in ("batch", "instance"):
+            raise ValueError(f"norm kind must be 'batch' or 'instance', got {kind!r}")
+        if fused:
+            self.norm = NormAct(channels, kind, "linear", affine=False)
+        elif kind == "batch":
+            self.norm = nn.BatchNorm2d(channels, affine=False)
+        else:
+            self.norm = nn.InstanceNorm2d(channels, affine=False)
+        # Zero: the layer starts as a plain norm and learns how the condition modulates it.
+        self.gain_weight = nn.Parameter(torch.zeros(channels, embed_dim))
+        self.shift_weight = nn.Parameter(torch.zeros(channels, embed_dim))
+        self.kind, self.act, self.alpha, self.fused = kind, act, alpha, fused
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        gain = (1 + F.linear(e, self.gain_weight)).to(x.dtype)[:, :, None, None]
+        shift = F.linear(e, self.shift_weight).to(x.dtype)[:, :, None, None]
+        h = torch.addcmul(shift, self.norm(x), gain)
+        if self.fused:
+            return bias_act(h, None, 1, self.act, self.alpha, 1.0)
+        return torch_activation(h, self.act, self.alpha)
+
+    def extra_repr(self) -> str:
+        impl = "fused" if self.fused else "reference"
+        return f"kind={self.kind!r}, act={self.act!r}, {impl}"
+
+
+def run_layers(layers: nn.Module, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    """x through a Sequential whose conditional layers also take the embedding e."""
+    for layer in layers:
+        x = layer(x, e) if getattr(layer, "conditional", False) else layer(x)
+    return x
+
+
 # ---------------------------------------------------------------------------------------
 # StyleGAN2's layers: equalised learning rate (weights stored N(0, 1) / lr_multiplier,
 # scaled at run time) and activations with gain sqrt(2) for lrelu.
@@ -319,6 +368,15 @@ class Layers:
     def embedding(self, num_embeddings, dim, *, sn=False, init=None) -> nn.Module:
         return self._finish(nn.Embedding(num_embeddings, dim), sn, init)
 
+    def condition(self, num_classes, cond_dim, dim, *, act="linear", sn=False, init=None):
+        """The embedding of a condition: a learned vector per class (num_classes > 0) or a
+        linear map of a condition vector (cond_dim > 0), then act; None without one."""
+        if num_classes:
+            return self.embedding(num_classes, dim, sn=sn, init=init)
+        if cond_dim:
+            return self.linear(cond_dim, dim, act=act, sn=sn, init=init)
+        return None
+
     def norm_act(self, channels, kind="batch", act="relu", alpha=None) -> nn.Module:
         """Batch or instance norm (affine), then act."""
         if kind not in ("batch", "instance"):
@@ -332,6 +390,12 @@ class Layers:
 
     def act(self, act, alpha=None) -> nn.Module:
         return Activation(act, alpha, fused=self.fused)
+
+    def cond_norm_act(self, channels, embed_dim, kind="batch", act="relu", alpha=None):
+        """Conditional batch (or instance) norm, then act; called as m(x, e)."""
+        if alpha is None and act == "lrelu":
+            alpha = 0.2
+        return ConditionalNormAct(channels, embed_dim, kind, act, alpha, fused=self.fused)
 
     def eq_linear(
         self, in_features, out_features, *, act="linear", lr_multiplier=1.0, bias_init=0.0
@@ -384,15 +448,25 @@ def resolution_plan(model: str, img_size: int, sizes: tuple[int, ...]) -> tuple[
 
 
 def check_labels(model: nn.Module, y: torch.Tensor | None, batch: int) -> None:
-    """A conditional model needs one class index per sample; an unconditional one none."""
+    """The condition a model takes: one class index per sample (num_classes > 0), one
+    condition vector per sample (cond_dim > 0: a text or sound embedding), or none."""
     name = type(model).__name__
-    if model.num_classes == 0:
+    cond_dim = getattr(model, "cond_dim", 0)
+    if model.num_classes == 0 and not cond_dim:
         if y is not None:
-            raise ValueError(f"{name}: labels given to an unconditional model (num_classes=0)")
+            raise ValueError(f"{name}: a condition given to an unconditional model")
         return
     if y is None:
-        raise ValueError(f"{name}: a conditional model (num_classes={model.num_classes}) needs y")
-    if y.dtype not in (torch.int64, torch.int32) or y.shape != (batch,):
+        what = f"num_classes={model.num_classes}" if model.num_classes else f"cond_dim={cond_dim}"
+        raise ValueError(f"{name}: a conditional model ({what}) needs y, its condition")
+    if model.num_classes:
+        if y.dtype not in (torch.int64, torch.int32) or y.shape != (batch,):
+            raise ValueError(
+                f"{name}: y must be ({batch},) integer class indices, got {y.dtype} "
+                f"{tuple(y.shape)}"
+            )
+    elif not y.is_floating_point() or y.shape != (batch, cond_dim):
         raise ValueError(
-            f"{name}: y must be ({batch},) integer class indices, got {y.dtype} {tuple(y.shape)}"
+            f"{name}: y must be ({batch}, {cond_dim}) condition vectors, got {y.dtype} "
+            f"{tuple(y.shape)}"
         )
