@@ -59,6 +59,7 @@ FASHION_MNIST_FILE := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.
 EMOJI_PACKAGES := emoji-datasource@16.0.0 emoji-datasource-google@16.0.0 \
 	emoji-datasource-twitter@16.0.0
 DATA_TARGETS := data-fashion-mnist data-emoji
+.PHONY: $(DATA_TARGETS)
 
 data: $(DATA_TARGETS)
 

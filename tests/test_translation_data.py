@@ -184,8 +184,9 @@ def test_edges2fashion_missing_says_how_to_install(monkeypatch, tmp_path):
     command = "apt-get install -y dataset-fashion-mnist"
     with pytest.raises(DatasetNotInstalled, match=f"'edges2fashion'.*{command}$"):
         load_dataset("edges2fashion:shoes")
-    with pytest.raises(ValueError, match="unknown data set 'edges2fashion:bags'.*:shoes"):
-        load_dataset("edges2fashion:bags")
+    for bad in ("edges2fashion:bags", "edges2fashion:"):
+        with pytest.raises(ValueError, match=f"unknown data set '{bad}'.*:shoes"):
+            load_dataset(bad)
 
 
 # --------------------------------------------------------------------------- emoji
@@ -341,6 +342,14 @@ def test_emoji_missing_says_how_to_install(data_home):
     assert str(data_home / "npm") in info.value.install_command
     with pytest.raises(ValueError, match="unknown data set 'emoji:apple2twitter'"):
         load_dataset("emoji:apple2twitter")
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (0, 0, 0), (17, 200, 3)])
+def test_composite_is_the_rounded_alpha_blend(background):
+    rgba = np.random.default_rng(0).integers(0, 256, (5, 9, 9, 4), dtype=np.uint8)
+    alpha = rgba[..., 3:] / 255.0
+    want = np.rint(rgba[..., :3] * alpha + np.asarray(background) * (1 - alpha))
+    assert np.array_equal(emoji_data.composite(rgba, background), want.astype(np.uint8))
 
 
 def test_the_emoji_split_is_about_a_tenth_and_stable():

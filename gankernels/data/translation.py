@@ -202,8 +202,10 @@ def load(name: str, split: str, image_size: int | None, channels: int | None):
         return load_pairs_folder(name[len(PAIRS_PREFIX) :], split, image_size, channels)
     if name.startswith(UNPAIRED_PREFIX):
         return load_unpaired_folders(name[len(UNPAIRED_PREFIX) :], split, image_size, channels)
-    if name == "edges2fashion" or name.startswith("edges2fashion:"):
-        ds = load_edges2fashion(name.partition(":")[2] or None, split)
+    if name == "edges2fashion":
+        ds = load_edges2fashion(None, split)
+    elif name.startswith("edges2fashion:"):
+        ds = load_edges2fashion(name.partition(":")[2], split)
     elif name.startswith("emoji:"):
         ds = load_emoji(name.partition(":")[2], split)
     else:
@@ -244,7 +246,7 @@ def edge_maps(images: np.ndarray, what: str) -> np.ndarray:
 
 
 def load_edges2fashion(subset: str | None, split: str) -> PairedDataset:
-    name = "edges2fashion" + (f":{subset}" if subset else "")
+    name = "edges2fashion" if subset is None else f"edges2fashion:{subset}"
     if subset is not None and subset not in FASHION_SUBSETS:
         valid = ", ".join(f"'edges2fashion:{s}'" for s in FASHION_SUBSETS)
         raise ValueError(f"unknown data set {name!r}; expected 'edges2fashion' or {valid}")
