@@ -282,6 +282,8 @@ def test_emoji_catalog_keeps_names_categories_and_skin_tones(emoji_packages):
     tone = next(e for e in entries if e.skin_tone == "1F3FF" and e.base == bases[0])
     assert tone.unified == f"{bases[0]}-1F3FF" and tone.name == f"EMOJI {bases[0]}"
     assert tone.short_names == ("e0", "alias0") and tone.category == "Animals & Nature"
+    google_only = next(e for e in entries if e.base == bases[1])
+    assert google_only.styles == ("google",) and tone.styles == ("google", "twitter")
 
 
 def test_emoji_pairs_by_code_point_on_white(emoji_packages):

@@ -9,8 +9,8 @@ the npm packages of the emoji-datasource project (version 16.0.0), fetched by `m
                               PNGs): Twemoji, CC-BY-4.0 (attribution: Twitter, Inc. and
                               other contributors)
 
-Only these two styles are used: the project's Apple and Facebook images are not licensed
-for this. `npm pack NAME@16.0.0` writes NAME-16.0.0.tgz; the loader reads it from the
+Only these two styles are used: emoji-datasource's Apple and Facebook images are not
+licensed for this. `npm pack NAME@16.0.0` writes NAME-16.0.0.tgz; the loader reads it from the
 npm folder (`npm_dir()`, <data dir>/npm) as the .tgz or unpacked beside it
 (NAME-16.0.0/package/...), decodes each style once and caches the arrays under
 <data dir>/emoji.
@@ -57,7 +57,7 @@ class Emoji(NamedTuple):
     short_names: tuple[str, ...]  # ("santa",)
     skin_tone: str  # "" or the modifier's code points, e.g. "1F3FB"
     image: str  # file name, e.g. "1f385-1f3fb.png"
-    has_image: dict  # style -> bool, as emoji.json states it
+    styles: tuple[str, ...]  # the styles (of STYLES) emoji.json says draw it
 
 
 def install_command() -> str:
@@ -140,14 +140,13 @@ def catalog() -> tuple[Emoji, ...]:
             subcategory=e.get("subcategory", ""),
             short_names=tuple(e.get("short_names", ())),
         )
-        flags = {s: bool(e.get(f"has_img_{s}")) for s in STYLES}
-        out.append(Emoji(e["unified"], skin_tone="", image=e["image"], has_image=flags, **common))
+        styles = tuple(s for s in STYLES if e.get(f"has_img_{s}"))
+        out.append(Emoji(e["unified"], skin_tone="", image=e["image"], styles=styles, **common))
         for tone, v in sorted((e.get("skin_variations") or {}).items()):
-            flags = {s: bool(v.get(f"has_img_{s}")) for s in STYLES}
-            variation = Emoji(
-                v["unified"], skin_tone=tone, image=v["image"], has_image=flags, **common
+            styles = tuple(s for s in STYLES if v.get(f"has_img_{s}"))
+            out.append(
+                Emoji(v["unified"], skin_tone=tone, image=v["image"], styles=styles, **common)
             )
-            out.append(variation)
     return tuple(out)
 
 
@@ -182,14 +181,14 @@ def style_images(style: str, entries: tuple[Emoji, ...] | None = None) -> dict[s
 
     entries = catalog() if entries is None else entries
     package = _Package(STYLE_PACKAGES[style])
+    paths = {f"img/{style}/{IMAGE_SIZE}/{e.image}": e.unified for e in entries}
     key = hashlib.sha256(
-        f"{_CACHE_FORMAT}:{VERSION}:{BACKGROUND}:{package.fingerprint()}".encode()
+        f"{_CACHE_FORMAT}:{VERSION}:{BACKGROUND}:{package.fingerprint()}:{sorted(paths.items())}".encode()
     ).hexdigest()[:16]
     cache = data_dir() / "emoji" / f"{style}-{key}.npz"
     if cache.is_file():
         with np.load(cache) as f:
             return dict(zip(f["ids"].tolist(), f["images"], strict=True))
-    paths = {f"img/{style}/{IMAGE_SIZE}/{e.image}": e.unified for e in entries}
     files = package.read(set(paths))
     ids = sorted(paths[rel] for rel in files)
     by_id = {paths[rel]: data for rel, data in files.items()}
