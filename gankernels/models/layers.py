@@ -413,6 +413,37 @@ class Layers:
     def add_bias(self, channels) -> nn.Module:
         return AddBias(channels, fused=self.fused)
 
+    # The image-to-image translation models' layers.
+
+    def conv_reflect(
+        self, in_ch, out_ch, kernel_size, stride=1, *, act="linear", alpha=None, bias=True,
+        init=None,
+    ) -> nn.Module:  # fmt: skip
+        """Conv2d over a reflection-padded input (kernel_size // 2 on each side), then act:
+        nn.Conv2d(padding_mode="reflect"), so the keys are those of a plain Conv2d."""
+        m = Conv2dAct(
+            in_ch, out_ch, kernel_size, stride, kernel_size // 2, bias=bias,
+            padding_mode="reflect", act=act, alpha=alpha, fused=self.fused,
+        )  # fmt: skip
+        return self._finish(m, False, init)
+
+    def upconv(
+        self, in_ch, out_ch, kernel_size=3, *, act="linear", alpha=None, bias=True, init=None
+    ) -> nn.Module:
+        """Stride-2 ConvTranspose2d that exactly doubles H and W (padding kernel_size // 2,
+        output_padding 1, for odd kernels), then act."""
+        if kernel_size % 2 != 1:
+            raise ValueError(f"upconv: kernel_size must be odd, got {kernel_size!r}")
+        m = ConvTranspose2dAct(
+            in_ch, out_ch, kernel_size, 2, kernel_size // 2, 1, bias=bias, act=act,
+            alpha=alpha, fused=self.fused,
+        )  # fmt: skip
+        return self._finish(m, False, init)
+
+    def dropout(self, p=0.5) -> nn.Module:
+        """nn.Dropout in both builds: the same random draws under the same seed."""
+        return nn.Dropout(p)
+
 
 def init_dcgan_(model: nn.Module) -> nn.Module:
     """DCGAN's initialisation (Radford et al. 2016): conv and linear weights N(0, 0.02),
