@@ -28,8 +28,7 @@ from .losses import GANLoss, ImagePool, mode_seeking_loss
 from .regularizers import gradient_penalty, r1_penalty_from
 
 GENERATION_MODELS = models.MODELS
-TRANSLATION_MODELS = ("pix2pix", "cyclegan")
-TRANSLATION_SIZES = (32, 64, 128, 256)
+TRANSLATION_MODELS = models.TRANSLATION_MODELS
 # The GAN objective each model trains with unless told otherwise: pix2pix's paper uses
 # the original (non-saturating) GAN loss, CycleGAN's the least-squares one.
 DEFAULT_LOSS = {"pix2pix": "nonsaturating", "cyclegan": "lsgan"}
@@ -57,7 +56,9 @@ def default_loss(model: str) -> str:
 
 
 def supported_sizes(model: str) -> tuple[int, ...]:
-    return TRANSLATION_SIZES if model in TRANSLATION_MODELS else models.SIZES[model]
+    if model in TRANSLATION_MODELS:
+        return models.TRANSLATION_SIZES[model]
+    return models.SIZES[model]
 
 
 def pick_image_size(model: str, native: int, requested: int | None, log=print) -> int | None:
@@ -340,7 +341,7 @@ def _without_model(info: dict) -> dict:
 
 
 def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (x.float() - y.float()).abs().mean()
+    return (x - y).abs().mean()  # a bfloat16 output minus a float32 target is float32
 
 
 def _as_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -381,10 +382,10 @@ class TranslationMetrics:
 
         output = _eval_mode(G, lambda: translate(G, self.source, self.direction), self.seed)
         out, target = (output + 1) / 2, (self.target + 1) / 2
-        return {
-            "l1": similarity.l1(out, target),
-            "psnr": similarity.psnr(out, target, 1.0),
-            "ssim": similarity.ssim(out, target, 1.0),
+        return {  # named apart from the training losses logged beside them
+            "test_l1": similarity.l1(out, target),
+            "test_psnr": similarity.psnr(out, target, 1.0),
+            "test_ssim": similarity.ssim(out, target, 1.0),
         }
 
 
@@ -487,6 +488,19 @@ class PairedTranslation(_TranslationTask):
         return TranslationMetrics(source, target, "a2b", self.config.seed)
 
 
+def _first(images, n: int) -> torch.Tensor:
+    """The first n images of an in-memory or a folder image set, uint8 (n, C, H, W)."""
+    if getattr(images, "in_memory", False):
+        return images.images[:n]
+    return torch.stack([images[i][0] for i in range(n)])
+
+
+def _two_sets(data):
+    """The A and B sides of a translation data set as two image sets."""
+    sides = data.as_unpaired() if data.paired else data
+    return sides.a, sides.b
+
+
 class CycleTranslation(_TranslationTask):
     """CycleGAN (Zhu et al. 2017): G.a2b and G.b2a, D.a and D.b judging each domain, the
     least-squares GAN loss, a cycle-consistency loss |b2a(a2b(a)) - a| + |a2b(b2a(b)) - b|
@@ -501,7 +515,7 @@ class CycleTranslation(_TranslationTask):
     def __init__(self, config, loss, ranks, device, log=print):
         super().__init__(config, loss, ranks, device, log)
         data = self._load(paired_only=False)
-        set_a, set_b = data.sides()
+        set_a, set_b = _two_sets(data)
         ca, cb = set_a.channels, set_b.channels
         self._build(ca, cb)
         self.cycle_weight = 10.0 if config.cycle_weight is None else config.cycle_weight
@@ -513,9 +527,9 @@ class CycleTranslation(_TranslationTask):
         # Two streams with their own orders: the sides are never seen as pairs.
         self.streams = {"a": self._stream(set_a), "b": self._stream(set_b, seed_offset=1)}
         self._batches = (iter(self.streams["a"]), iter(self.streams["b"]))
-        test_a, test_b = self.test.sides()
+        test_a, test_b = _two_sets(self.test)
         n = min(8, len(test_a), len(test_b))
-        self.fixed = tuple(to_model_range(s.images[:n]).to(device) for s in (test_a, test_b))
+        self.fixed = tuple(to_model_range(_first(s, n)).to(device) for s in (test_a, test_b))
         self.test_paired = bool(self.test.paired)
 
     def next_batch(self):
