@@ -1,15 +1,16 @@
-"""Whole training steps through `train()`: DCGAN + WGAN-GP, SNGAN + hinge and the
-StyleGAN2-style G + R1, plain torch (`--reference`) against gankernels, on the device of
-GK_BENCH_DEVICE. Each round is a short run (8 steps of one D and one G step on digits
-scaled to 28x28) from the same seed; `gankernels bench --train` reports the steady-state
-images/s on MNIST instead."""
+"""Whole training steps through `train()`: DCGAN + WGAN-GP, SNGAN + hinge, the
+StyleGAN2-style G + R1, pix2pix and CycleGAN, plain torch (`--reference`) against
+gankernels, on the device of GK_BENCH_DEVICE. Each round is a short run (8 steps of one D
+and one G step; digits scaled to 28x28, the translation cases on their own data at 32 px)
+from the same seed; `gankernels bench --train` reports the steady-state images/s instead."""
 
 import os
 
 import pytest
 import torch
 
-from gankernels.benchmark_train import TRAIN_CASES, provider_config
+from gankernels.benchmark_train import CASE_DATA, TRAIN_CASES, provider_config
+from gankernels.data import DatasetNotInstalled, load_dataset
 from gankernels.train import TrainConfig, train
 
 pytest.importorskip("sklearn", reason="the runs use sklearn's digits")
@@ -23,12 +24,17 @@ def test_train_steps(benchmark, tmp_path, case, provider):
     if DEVICE == "cuda" and not torch.cuda.is_available():
         pytest.skip("GK_BENCH_DEVICE=cuda but torch sees no CUDA device")
     model, loss, what = TRAIN_CASES[case]
+    data, image_size = CASE_DATA.get(case, ("digits", 28))
+    try:
+        load_dataset(data, split="test")
+    except DatasetNotInstalled as err:
+        pytest.skip(str(err))
     steps = 2 if QUICK else 8
     config = TrainConfig(
         model=model,
         loss=loss,
-        data="digits",
-        image_size=28,
+        data=data,
+        image_size=image_size,
         width=8 if QUICK else None,
         batch=32,
         n_critic=1,

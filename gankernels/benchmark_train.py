@@ -26,7 +26,11 @@ TRAIN_CASES = {
     "dcgan_wgan_gp": ("dcgan", "wgan-gp", "DCGAN, WGAN-GP (penalty every step)"),
     "sngan_hinge": ("sngan", "hinge", "SNGAN ResNet (spectral norm), hinge"),
     "stylegan2_r1": ("stylegan2", "r1", "StyleGAN2-style G, R1 every 16 steps"),
+    "pix2pix": ("pix2pix", "nonsaturating", "pix2pix U-Net + PatchGAN, L1 + GAN"),
+    "cyclegan": ("cyclegan", "lsgan", "CycleGAN ResNet Gs + PatchGANs, cycle + identity"),
 }
+# The translation cases train on their own paired data at 32 px, whatever --data says.
+CASE_DATA = {"pix2pix": ("edges2fashion:shoes", 32), "cyclegan": ("emoji:google2twitter", 32)}
 PROVIDERS = ("torch", "torch.compile", "gk")
 
 
@@ -40,13 +44,16 @@ def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> di
     model, loss, what = TRAIN_CASES[case]
     # Whole lazy-regularisation periods per interval (R1 every 16 steps), except --quick.
     interval = 16 if loss == "r1" and not args.quick else args.interval
+    data, image_size = CASE_DATA.get(case, (args.data, None))
+    if image_size is None and (args.quick or args.data == "digits"):
+        image_size = 28  # digits are 8x8
     base = TrainConfig(
         model=model,
         loss=loss,
-        data=args.data,
+        data=data,
         batch=args.batch,
         width=8 if args.quick else None,
-        image_size=28 if args.quick or args.data == "digits" else None,  # digits are 8x8
+        image_size=image_size,
         n_critic=1,
         steps=interval * (args.intervals + 1),
         log_every=interval,
@@ -59,6 +66,7 @@ def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> di
     )
     config = provider_config(provider, base)
     row = dict(case=case, model=model, loss=loss, what=what, provider=provider, batch=args.batch)
+    row.update(data=data, image_size=image_size)
     t0 = time.perf_counter()
     try:
         result = train(config)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Trains pix2pix and CycleGAN on the offline translation data sets on the CPU, scores
+# each on its held-out pairs (gankernels eval: L1, PSNR, SSIM, FID/KID on Inception
+# features) next to the identity baseline, and collects the grids, logs and scores shown
+# in docs/translation/README.md (python docs/translation/summarize.py writes it).
+#
+#   bash docs/translation/run_all.sh                 # all runs, two at a time, one thread each
+#   bash docs/translation/run_all.sh p2p-shoes       # only these
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GK=${GK:-.venv/bin/gankernels}
+OUT=${OUT:-runs/translation}
+DOCS=docs/translation
+EVAL_N=${EVAL_N:-1000}  # held-out pairs scored per run (all of them when fewer)
+
+# name: flags of `gankernels train` ("identity": no training, the input scored as output)
+declare -A RUNS=(
+  [p2p-shoes]="--model pix2pix --data edges2fashion:shoes --image-size 32 --batch 16 --steps 4000"
+  # pix2pix with the GAN term off: the L1-only U-Net of the paper's comparison
+  [p2p-shoes-l1]="--model pix2pix --data edges2fashion:shoes --image-size 32 --batch 16 --steps 4000 --gan-weight 0"
+  [identity-shoes]="identity --data edges2fashion:shoes --image-size 32"
+  [p2p-emoji]="--model pix2pix --data emoji:google2twitter --image-size 32 --batch 16 --steps 4000"
+  [p2p-emoji-l1]="--model pix2pix --data emoji:google2twitter --image-size 32 --batch 16 --steps 4000 --gan-weight 0"
+  # the same pairs as two unpaired sets: the true pairs only score the result
+  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --batch 4 --steps 6000"
+  [identity-emoji]="identity --data emoji:google2twitter --image-size 32"
+)
+ORDER=(cyclegan-emoji p2p-shoes p2p-shoes-l1 p2p-emoji p2p-emoji-l1 identity-shoes identity-emoji)
+
+if [ "${1:-}" = "--one" ]; then
+  name=$2
+  [ -n "${RUNS[$name]+x}" ] || { echo "unknown run $name; known: ${!RUNS[*]}"; exit 2; }
+  flags=${RUNS[$name]}
+  export OMP_NUM_THREADS=1
+  if [[ $flags == identity* ]]; then
+    # shellcheck disable=SC2086
+    $GK eval --identity ${flags#identity} --n "$EVAL_N" --no-progress \
+      --json "$DOCS/$name.eval.json" > "$OUT/$name.eval.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+    echo "$name: scored"
+    exit 0
+  fi
+  # shellcheck disable=SC2086
+  $GK train $flags --no-progress --overwrite --sample-every 1000 --out "$OUT/$name" \
+    > "$OUT/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+  cp "$OUT/$name/samples.png" "$DOCS/$name.png"
+  cp "$OUT/$name/losses.png" "$DOCS/$name.losses.png"
+  cp "$OUT/$name/log.csv" "$DOCS/$name.csv"
+  $GK eval --ckpt "$OUT/$name/last.pt" --n "$EVAL_N" --no-progress \
+    --json "$DOCS/$name.eval.json" > "$OUT/$name.eval.log" 2>&1 || { echo "FAILED eval $name"; exit 1; }
+  echo "$name: $(grep images/s "$OUT/$name.log")"
+  exit 0
+fi
+
+mkdir -p "$OUT"
+if [ $# -gt 0 ]; then names=("$@"); else names=("${ORDER[@]}"); fi
+printf '%s\n' "${names[@]}" | xargs -P "${JOBS:-2}" -n 1 bash "$0" --one
