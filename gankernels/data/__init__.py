@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 DATASETS = ("mnist", "fashion-mnist", "digits", "animals")
 FOLDER_PREFIX = "folder:"
+# Images with captions, for text-to-image models (gankernels.data.captions).
+CAPTION_DATASETS = ("fashion-mnist:captions", "emoji:captions")
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -46,6 +48,9 @@ INSTALL_COMMANDS = {
     "fashion-mnist": "apt-get update && apt-get install -y dataset-fashion-mnist",
     "digits": "pip install scikit-learn",
     "animals": "pip install --no-deps animal-mnist",
+    "fashion-mnist:captions": "apt-get update && apt-get install -y dataset-fashion-mnist",
+    "emoji:captions": "apt-get update && apt-get install -y unicode-cldr-core; "
+    "npm pack emoji-datasource@16.0.0 into ~/.cache/gankernels/data/npm",
 }
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -82,11 +87,12 @@ DEVICE_RESIDENT_MAX_BYTES = 4 << 30
 
 
 class DatasetNotInstalled(RuntimeError):
-    """A known data set whose package is missing; the message says how to install it."""
+    """A known data set whose package is missing; the message says how to install it
+    (`command`, else the data set's entry in INSTALL_COMMANDS)."""
 
-    def __init__(self, name: str, detail: str):
+    def __init__(self, name: str, detail: str, command: str | None = None):
         self.name = name
-        self.install_command = INSTALL_COMMANDS[name]
+        self.install_command = command or INSTALL_COMMANDS[name]
         super().__init__(
             f"data set {name!r} is not installed ({detail}); install it with: "
             f"{self.install_command}"
@@ -124,7 +130,7 @@ def _check_channels(channels) -> None:
 
 
 def _unknown_name(name) -> ValueError:
-    valid = ", ".join(repr(n) for n in DATASETS)
+    valid = ", ".join(repr(n) for n in DATASETS + CAPTION_DATASETS)
     return ValueError(f"unknown data set {name!r}; expected one of {valid} or 'folder:PATH'")
 
 
@@ -468,11 +474,18 @@ def load_dataset(
     None keeps the native channels (1 for the in-memory sets, 3 for folders); 1 <-> 3
     converts. "mnist" train is the standard 60000 images (the package's train + valid),
     test 10000; "digits" and "animals" ship as one set, loaded by split="train".
+    The `CAPTION_DATASETS` give a `captions.CaptionDataset` (images, labels, captions).
     """
     _check_image_size(image_size)
     _check_channels(channels)
     if not isinstance(name, str):
         raise _unknown_name(name)
+    if name in CAPTION_DATASETS:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        from . import captions
+
+        return captions.load(name, split, image_size, channels)
     if name.startswith(FOLDER_PREFIX):
         path = name[len(FOLDER_PREFIX) :]
         if not path:
