@@ -72,7 +72,7 @@ data-text: setup
 		&& echo "emoji-datasource@16.0.0: fetched"; \
 	else echo "emoji-datasource: npm not found; install node and npm, then run: make data-text"; fi
 	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
-		$(BIN)/python -m gankernels.metrics.fashion; \
+		$(BIN)/python -m gankernels.metrics.train_fashion; \
 	else echo "Fashion-MNIST classifier: needs apt-get install -y dataset-fashion-mnist"; fi
 
 bench: setup

@@ -120,6 +120,8 @@ def test_captions_per_image_and_bad_arguments():
 def _small_dataset():
     labels = torch.tensor([0, 1, 1, 2, 0, 2, 1])
     captions = [[f"image {i} caption {j}" for j in range(1 + i % 3)] for i in range(7)]
+    captions[0].append("said of two class-0 images")
+    captions[4].append("said of two class-0 images")
     images = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
     return cap.CaptionDataset(
         "toy", images, labels, ("a", "b", "c"), captions, split="train", seed=0
@@ -128,28 +130,34 @@ def _small_dataset():
 
 def test_caption_tables_line_up_with_the_images():
     ds = _small_dataset()
-    assert ds.num_texts == sum(1 + i % 3 for i in range(7)) == len(ds.texts)
+    assert ds.num_captions == sum(1 + i % 3 for i in range(7)) + 2
+    assert ds.num_texts == ds.num_captions - 1 == len(set(ds.texts))
     for i in range(len(ds)):
-        start, end = ds.text_offsets[i], ds.text_offsets[i + 1]
-        assert ds.texts[start:end] == ds.captions[i]
-        assert (ds.text_image[start:end] == i).all()
-        assert (ds.text_labels[start:end] == ds.labels[i]).all()
+        start, end = ds.caption_offsets[i], ds.caption_offsets[i + 1]
+        assert tuple(ds.texts[r] for r in ds.caption_text[start:end]) == ds.captions[i]
+        assert (ds.caption_image[start:end] == i).all()
+        assert (ds.caption_labels[start:end] == ds.labels[i]).all()
     image, label = ds[3]
     assert image.shape == (1, 8, 8) and label == 2
+    assert "15 captions, 14 distinct" in repr(ds)
 
 
 def test_sample_and_mismatched_text_ids():
     ds = _small_dataset()
+    pairs = zip(ds.caption_text.tolist(), ds.caption_labels.tolist(), strict=True)
+    text_class = {ds.texts[r]: y for r, y in pairs}
     index = torch.arange(len(ds)).repeat(40)
     ids = ds.sample_text_ids(index, torch.Generator().manual_seed(0))
     assert ids.dtype == torch.int64 and ids.shape == index.shape
-    assert (ds.text_image[ids] == index).all()
+    for i, r in zip(index.tolist(), ids.tolist(), strict=True):
+        assert ds.texts[r] in ds.captions[i]
     assert len(set(ids.tolist())) == ds.num_texts  # every caption gets drawn
     again = ds.sample_text_ids(index, torch.Generator().manual_seed(0))
     assert torch.equal(ids, again)
     wrong = ds.mismatched_text_ids(index, torch.Generator().manual_seed(1))
-    assert (ds.text_labels[wrong] != ds.labels[index]).all()
-    assert set(ds.text_labels[wrong].tolist()) == {0, 1, 2}
+    wrong_class = torch.tensor([text_class[ds.texts[r]] for r in wrong.tolist()])
+    assert (wrong_class != ds.labels[index]).all()
+    assert set(wrong_class.tolist()) == {0, 1, 2}
     with pytest.raises(ValueError, match="index"):
         ds.sample_text_ids(torch.tensor([0, 7]))
     with pytest.raises(ValueError, match="index"):
@@ -186,7 +194,7 @@ def test_fashion_captions_data_set(fashion_test):
     # thresholds come from the training images, so the test set's thirds are near 1/3
     shares = torch.stack([(ds.attribute_levels == k).float().mean(0) for k in range(3)])
     assert ((shares > 0.2) & (shares < 0.5)).all(), shares
-    assert ds.num_texts >= 4.5 * len(ds)
+    assert ds.num_captions >= 4.5 * len(ds) and ds.num_texts < ds.num_captions / 5
     train_wordings = {t(["small"], "coat") for t in cap.FASHION_TRAIN_TEMPLATES}
     assert not train_wordings & set(ds.texts)
     resized = cap.load_fashion_captions("test", seed=1, image_size=32, channels=3)
@@ -245,6 +253,10 @@ def test_emoji_captions_from_entries():
     assert "pizza: cheese, slice" in captions
     assert len(set(captions)) == len(captions)
     assert cap.emoji_captions(entry, {}, np.random.default_rng(0))[0] == "slice of pizza"
+    italy = {"unified": "1F1EE-1F1F9", "name": "Italy Flag", "short_names": ["flag-it", "it"],
+             "category": "Flags"}  # fmt: skip
+    assert cap.emoji_captions(italy, {}, np.random.default_rng(0)) == (
+        "italy flag", "italy flag emoji", "an emoji of italy flag")  # fmt: skip
 
 
 def test_unknown_caption_split():

@@ -41,6 +41,14 @@ def test_bad_texts_are_refused_in_one_line(texts, match):
     assert "\n" not in str(info.value)
 
 
+def test_one_text_argument():
+    assert text.check_text("a bright sneaker", "--text") == "a bright sneaker"
+    with pytest.raises(ValueError, match="--text is empty; expected a caption"):
+        text.check_text("  ", "--text")
+    with pytest.raises(ValueError, match="text must be a string"):
+        text.check_text(None)
+
+
 def test_make_text_encoder_arguments(monkeypatch):
     with pytest.raises(ValueError, match="text encoder must be one of"):
         make_text_encoder("glove")

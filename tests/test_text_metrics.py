@@ -57,7 +57,7 @@ def test_training_quick_path_learns_and_is_deterministic():
 
 def test_load_saved_classifier_and_missing_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="python -m gankernels.metrics.fashion"):
+    with pytest.raises(FileNotFoundError, match="python -m gankernels.metrics.train_fashion"):
         fashion.load_fashion_classifier(train=False)
     model = fashion.FashionClassifier()
     path = tmp_path / "weights.pt"
@@ -67,6 +67,18 @@ def test_load_saved_classifier_and_missing_cache(monkeypatch, tmp_path):
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_train_command_reads_the_cache(monkeypatch, tmp_path, capsys):
+    from gankernels.metrics import train_fashion
+
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path))
+    path = fashion.classifier_path()
+    path.parent.mkdir(parents=True)
+    record = {"state_dict": fashion.FashionClassifier().state_dict(), "test_accuracy": 0.25}
+    torch.save(record, path)
+    assert train_fashion.main([]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: test accuracy 0.2500"
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +93,7 @@ def test_cached_classifier_accuracy_on_fashion_mnist(fashion_test_set):
     if not fashion.classifier_path().is_file():
         pytest.skip(
             f"no trained classifier at {fashion.classifier_path()}; train it once (a few CPU "
-            "minutes) with: python -m gankernels.metrics.fashion"
+            "minutes) with: python -m gankernels.metrics.train_fashion"
         )
     model = gk.metrics.make_extractor("fashion")
     accuracy = fashion.accuracy(model, fashion_test_set.images, fashion_test_set.labels)

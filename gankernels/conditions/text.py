@@ -62,6 +62,15 @@ def check_texts(texts, name: str = "texts") -> list[str]:
     return texts
 
 
+def check_text(text, name: str = "text") -> str:
+    """One non-empty string (e.g. a --text argument), or a one-line ValueError naming `name`."""
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{name} is empty; expected a caption such as 'a bright sneaker'")
+    return text
+
+
 def text_cache_dir() -> Path:
     """Where caption embeddings are kept: $GANKERNELS_CACHE/text, else
     ~/.cache/gankernels/text."""
@@ -368,5 +377,6 @@ __all__ = [
     "text_encoder_from_config",
     "cached_text_embeddings",
     "check_texts",
+    "check_text",
     "text_cache_dir",
 ]

@@ -32,7 +32,8 @@ emoji:captions
 
 Both are deterministic: the captions depend only on the data and `seed` (default 0).
 The data set object is a `CaptionDataset`: an `ImageDataset` (uint8 images, labels) plus
-the captions, flattened for the training loop (`texts`, `text_offsets`, ...).
+the captions: the distinct texts (`texts`, what a text encoder prepares once) and every
+image's captions as rows of them (`caption_offsets`, `caption_text`, ...).
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ class CaptionDataset(ImageDataset):
     """Images (uint8 (N, C, H, W)), class labels (int64 (N,)), class names, and captions.
 
     captions        tuple of N tuples of strings: image i's captions
-    texts           every caption, flat: image 0's, then image 1's, ...
-    text_offsets    int64 (N + 1,): image i's captions are texts[offsets[i]:offsets[i + 1]]
-    text_image      int64 (T,): the image each text describes
-    text_labels     int64 (T,): the class each text names (its image's label)
+    texts           the distinct caption strings (U): what a text encoder prepares
+    caption_offsets int64 (N + 1,): image i's captions are the flat captions
+                    caption_offsets[i] .. caption_offsets[i + 1] - 1
+    caption_text    int64 (C,): each flat caption's row in `texts`
+    caption_image   int64 (C,): the image each flat caption describes
+    caption_labels  int64 (C,): the class each flat caption names (its image's label)
     attribute_names, attribute_values (float32 (N, A)), attribute_levels (int64 (N, A),
                     0 low, 1 middle, 2 high): the measured attributes (fashion), else None
     ids             per-image identifiers (emoji: code points), else None
@@ -81,7 +84,9 @@ class CaptionDataset(ImageDataset):
 
     Indexing gives (image, label) like any ImageDataset, so BatchStream streams it; the
     loop picks captions for a batch's images with `sample_text_ids` and mismatched ones
-    (GAN-CLS's "real image, wrong text") with `mismatched_text_ids`.
+    (GAN-CLS's "real image, wrong text") with `mismatched_text_ids`, both as rows of
+    `texts`. (A distinct text can describe images of several classes, e.g. an emoji
+    keyword; per-caption labels are in `caption_labels`.)
     """
 
     def __init__(
@@ -109,10 +114,13 @@ class CaptionDataset(ImageDataset):
         self.split = split
         self.seed = seed
         counts = torch.tensor([len(c) for c in captions], dtype=torch.int64)
-        self.text_offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
-        self.texts = tuple(t for c in captions for t in c)
-        self.text_image = torch.repeat_interleave(torch.arange(len(captions)), counts)
-        self.text_labels = self.labels[self.text_image]
+        self.caption_offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+        rows: dict[str, int] = {}
+        flat = [rows.setdefault(t, len(rows)) for c in captions for t in c]
+        self.texts = tuple(rows)
+        self.caption_text = torch.tensor(flat, dtype=torch.int64)
+        self.caption_image = torch.repeat_interleave(torch.arange(len(captions)), counts)
+        self.caption_labels = self.labels[self.caption_image]
         self.attribute_names = attribute_names
         self.attribute_values = attribute_values
         self.attribute_levels = attribute_levels
@@ -126,7 +134,13 @@ class CaptionDataset(ImageDataset):
 
     @property
     def num_texts(self) -> int:
+        """Distinct caption strings."""
         return len(self.texts)
+
+    @property
+    def num_captions(self) -> int:
+        """Captions of all images together."""
+        return len(self.caption_text)
 
     def _check_index(self, index) -> torch.Tensor:
         if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 1:
@@ -140,10 +154,11 @@ class CaptionDataset(ImageDataset):
         rows of `texts`, on index's device. Random numbers come from `generator` (CPU)."""
         index = self._check_index(index)
         image = index.cpu()
-        start = self.text_offsets[image]
-        count = self.text_offsets[image + 1] - start
+        start = self.caption_offsets[image]
+        count = self.caption_offsets[image + 1] - start
         pick = (torch.rand(len(image), generator=generator, dtype=torch.float64) * count).long()
-        return (start + pick.clamp_(max=count - 1)).to(index.device)
+        caption = start + pick.clamp_(max=count - 1)
+        return self.caption_text[caption].to(index.device)
 
     def mismatched_text_ids(self, index: torch.Tensor, generator: torch.Generator | None = None):
         """For each image in `index`, a caption of a random image of another class (every
@@ -166,7 +181,7 @@ class CaptionDataset(ImageDataset):
         return (
             f"CaptionDataset({self.name!r}, {self.split}, {len(self)} images, {self.channels}x"
             f"{self.image_size}x{self.image_size}, {self.num_classes} classes, "
-            f"{self.num_texts} captions)"
+            f"{self.num_captions} captions, {self.num_texts} distinct)"
         )
 
 
@@ -523,10 +538,12 @@ def emoji_captions(entry: dict, cldr: dict, rng: np.random.Generator) -> tuple[s
     spoken, keywords = cldr.get(_emoji_char(entry["unified"]).replace("\ufe0f", ""), ("", ()))
     name = _clean(entry.get("name") or "")
     spoken = _clean(spoken) or name
+    # short names that are words: not country codes ("flag-eg", "it" for Italy's flag)
+    flag = entry.get("category") == "Flags"
     shorts = [
         _clean(s.replace("-", " "))
         for s in entry.get("short_names") or ()
-        if any(c.isalpha() for c in s) and not s.startswith("flag-")
+        if any(c.isalpha() for c in s) and not s.startswith("flag-") and not (flag and len(s) < 3)
     ]
     extra = [_clean(k) for k in keywords if _clean(k) not in spoken]
     picked = [extra[i] for i in sorted(rng.permutation(len(extra))[:3])] if extra else []
