@@ -229,13 +229,15 @@ def test_pretrained_embedding_cache(monkeypatch, tmp_path):
     calls = []
     embed = encoder.model.embed
     monkeypatch.setattr(encoder.model, "embed", lambda t, **k: calls.append(list(t)) or embed(t))
-    first = encoder.prepare(texts)
+    lines = []
+    first = encoder.prepare(texts, log=lines.append)
     assert calls == [["a dark coat", "unaffable"]]  # each distinct text once
+    assert len(lines) == 1 and "embedding 2 distinct texts with tiny" in lines[0]
     assert first.shape == (3, 16) and torch.equal(first[0], first[2])
     files = list((tmp_path / "text").glob("tiny-seed0-*.pt"))
     assert len(files) == 1
-    again = encoder.prepare(texts)
-    assert len(calls) == 1 and torch.equal(again, first)  # read from the file
+    again = encoder.prepare(texts, log=lines.append)
+    assert len(calls) == 1 and torch.equal(again, first) and len(lines) == 1  # from the file
     torch.testing.assert_close(encoder(again), first)
     # other texts or other weights: another file
     encoder.prepare(["coat"])

@@ -94,7 +94,11 @@ class TextEncoder(nn.Module):
     trainable = False
     dim = 0
 
-    def prepare(self, texts: Sequence[str], device=None, cache: bool = True) -> torch.Tensor:
+    def prepare(
+        self, texts: Sequence[str], device=None, cache: bool = True, log=None
+    ) -> torch.Tensor:
+        """What `forward` takes for `texts`, on `device`: made once per data set. `log`
+        (a print-like callable) hears about slow one-time work."""
         raise NotImplementedError
 
     def encode(self, texts: Sequence[str], device=None) -> torch.Tensor:
@@ -141,16 +145,23 @@ class PretrainedTextEncoder(TextEncoder):
     def cache_id(self) -> str:
         return f"{self.model.model_name}-{self.model.fingerprint}"
 
-    def prepare(self, texts: Sequence[str], device=None, cache: bool = True) -> torch.Tensor:
+    def prepare(
+        self, texts: Sequence[str], device=None, cache: bool = True, log=None
+    ) -> torch.Tensor:
+        """Embeddings (N, dim) of `texts` on `device`: from the disk cache, else computed
+        (on `device`) and cached (`cache`)."""
         texts = check_texts(texts)
         if cache:
-            embeddings = cached_text_embeddings(self, texts)
+            embeddings = cached_text_embeddings(self, texts, log=log, device=device)
         else:
-            embeddings = self.embed(texts)
+            embeddings = self.embed(texts, device)
         return embeddings.to(device) if device is not None else embeddings
 
-    def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        """Run the sentence model (no cache), on CPU, float32."""
+    def embed(self, texts: Sequence[str], device=None) -> torch.Tensor:
+        """Run the sentence model (no cache) on `device` (moving it there; default: where it
+        is, the CPU when loaded): float32 (N, dim) on the CPU."""
+        if device is not None:
+            self.model.to(device)
         return self.model.embed(check_texts(texts)).cpu()
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -172,10 +183,14 @@ class PretrainedTextEncoder(TextEncoder):
 
 
 def cached_text_embeddings(
-    encoder: PretrainedTextEncoder, texts: Sequence[str], log: Callable[[str], None] | None = None
+    encoder: PretrainedTextEncoder,
+    texts: Sequence[str],
+    log: Callable[[str], None] | None = None,
+    device=None,
 ) -> torch.Tensor:
-    """Embeddings (N, dim) of `texts` from the file <cache>/text/<model>-<texts hash>.pt,
-    or computed (each distinct text once) and stored there."""
+    """Embeddings (N, dim) of `texts` (on the CPU) from the file
+    <cache>/text/<model>-<texts hash>.pt, or computed on `device` (each distinct text
+    once) and stored there."""
     texts = check_texts(texts)
     unique = list(dict.fromkeys(texts))
     index = {t: i for i, t in enumerate(unique)}
@@ -193,7 +208,7 @@ def cached_text_embeddings(
             f"embedding {len(unique)} distinct texts with {encoder.model.model_name} "
             f"(once; cached in {path.parent})"
         )
-    embeddings = encoder.embed(unique)
+    embeddings = encoder.embed(unique, device)
     from ..images import atomic_write
 
     saved = {"version": EMBEDDING_CACHE_VERSION, "count": len(unique), "embeddings": embeddings}
@@ -282,7 +297,10 @@ class BagOfWordsEncoder(TextEncoder):
         self.embedding = nn.Embedding(len(tokenizer), word_dim, padding_idx=WordTokenizer.PAD)
         self.mlp = nn.Sequential(nn.Linear(word_dim, dim), nn.LeakyReLU(0.2), nn.Linear(dim, dim))
 
-    def prepare(self, texts: Sequence[str], device=None, cache: bool = True) -> torch.Tensor:
+    def prepare(
+        self, texts: Sequence[str], device=None, cache: bool = True, log=None
+    ) -> torch.Tensor:
+        """Token ids int64 (N, L), padded with 0."""
         ids = self.tokenizer(texts)
         return ids.to(device) if device is not None else ids
 
