@@ -101,6 +101,10 @@ def test_bow_encoder_shapes_determinism_and_gradients():
     encoder(table).square().sum().backward()
     assert encoder.embedding.weight.grad.abs().sum() > 0
     assert encoder.embedding.weight.grad[WordTokenizer.PAD].abs().sum() == 0
+    # a seeded generator makes the dropped words repeat
+    g = [torch.Generator().manual_seed(5) for _ in range(2)]
+    torch.testing.assert_close(encoder(table, g[0]), encoder(table, g[1]))
+    assert not torch.equal(encoder(table, g[0]), out)
     with pytest.raises(ValueError, match="ids must be int64"):
         encoder(table.float())
 

@@ -88,7 +88,8 @@ def texts_hash(texts: Sequence[str]) -> str:
 
 class TextEncoder(nn.Module):
     """Interface: `dim`, `kind`, `trainable`; `prepare(texts)` -> a tensor whose rows
-    `forward` maps to (B, dim) float32 embeddings; `encode(texts)`; `config()`."""
+    `forward(rows, generator=None)` maps to (B, dim) float32 embeddings; `encode(texts)`;
+    `config()`."""
 
     kind = ""
     trainable = False
@@ -164,7 +165,8 @@ class PretrainedTextEncoder(TextEncoder):
             self.model.to(device)
         return self.model.embed(check_texts(texts)).cpu()
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeddings: torch.Tensor, generator=None) -> torch.Tensor:
+        """The rows of prepare() as they are (float32); `generator` is not used."""
         if embeddings.dim() != 2 or embeddings.shape[1] != self.dim:
             raise ValueError(
                 f"embeddings must be (B, {self.dim}) rows of prepare(), got "
@@ -304,7 +306,9 @@ class BagOfWordsEncoder(TextEncoder):
         ids = self.tokenizer(texts)
         return ids.to(device) if device is not None else ids
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, generator: torch.Generator | None = None):
+        """(B, dim) embeddings of token ids (B, L); word dropout (training mode only) draws
+        from `generator` when given (on its device), so a seeded step repeats exactly."""
         if ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(
                 f"ids must be int64 (B, L) token ids from prepare(), got {ids.dtype} "
@@ -312,7 +316,11 @@ class BagOfWordsEncoder(TextEncoder):
             )
         real = ids != WordTokenizer.PAD
         if self.training and self.word_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.word_dropout
+            if generator is None:
+                u = torch.rand(ids.shape, device=ids.device)
+            else:
+                u = torch.rand(ids.shape, generator=generator, device=generator.device)
+            drop = u.to(ids.device) < self.word_dropout
             ids = torch.where(drop & real, torch.full_like(ids, WordTokenizer.UNK), ids)
         weights = real.unsqueeze(-1).float()
         mean = (self.embedding(ids) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
