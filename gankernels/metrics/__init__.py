@@ -25,6 +25,8 @@ from .extractors import (
     extract,
     load_digit_classifier,
 )
+from .fashion import FashionClassifier, load_fashion_classifier
+from .fidelity import nearest_label_fidelity, text_fidelity
 from .frechet import feature_statistics, fid, frechet_distance
 from .generators import generator_labels, is_generator, load_generator, sample_generator
 from .inception import FEATURE_DIMS as INCEPTION_DIMS
@@ -36,23 +38,26 @@ from .precision_recall import precision_recall
 from .similarity import l1, psnr, psnr_per_image, ssim, ssim_per_image
 
 METRICS = ("fid", "kid", "is", "pr", "modes")
-EXTRACTORS = ("digits", "inception")
+EXTRACTORS = ("digits", "inception", "fashion")
 _NEEDS_LOGITS = ("is", "modes")
 
 
 def make_extractor(extractor, weights=None, device=None) -> nn.Module:
-    """The extractor module for a name ("digits", "inception") or a module."""
+    """The extractor module for a name ("digits", "inception", "fashion") or a module.
+    "fashion" is our Fashion-MNIST classifier, trained on first use and cached."""
     if isinstance(extractor, nn.Module):
         if not (hasattr(extractor, "preprocess") and hasattr(extractor, "outputs")):
             raise ValueError(
-                "extractor must be 'digits', 'inception' or a module with preprocess() and "
-                "outputs() like DigitClassifier / InceptionFeatures"
+                "extractor must be 'digits', 'inception', 'fashion' or a module with "
+                "preprocess() and outputs() like DigitClassifier / InceptionFeatures"
             )
         return extractor.to(device) if device is not None else extractor
     if extractor == "digits":
         return load_digit_classifier(weights, device)
     if extractor == "inception":
         return InceptionFeatures(weights, device)
+    if extractor == "fashion":
+        return load_fashion_classifier(weights, device)
     raise ValueError(f"extractor must be one of {EXTRACTORS} or a module, got {extractor!r}")
 
 
@@ -278,6 +283,10 @@ __all__ = [
     "ModeReport",
     "DigitClassifier",
     "load_digit_classifier",
+    "FashionClassifier",
+    "load_fashion_classifier",
+    "text_fidelity",
+    "nearest_label_fidelity",
     "InceptionFeatures",
     "FIDInceptionV3",
     "ExtractorNotInstalled",

@@ -1,0 +1,1 @@
+"""Conditions of conditional GANs: encoders that map a condition to an embedding."""
