@@ -60,6 +60,7 @@ COMMANDS = (
     ("eval", "eval_cli", "FID, KID, IS, precision/recall, mode coverage; L1/PSNR/SSIM for "
      "translation"),
     ("translate", "translate_cli", "run a trained pix2pix or CycleGAN over image files"),
+    ("generate", "generate_cli", "samples of a trained generator (with a label, text or sound)"),
 )  # fmt: skip
 
 

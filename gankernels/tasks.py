@@ -101,7 +101,7 @@ class Task:
         n = x.shape[0] // self.ranks.world
         return x[self.ranks.rank * n : (self.ranks.rank + 1) * n]
 
-    def _stream(self, dataset, seed_offset: int = 0) -> BatchStream:
+    def _stream(self, dataset, seed_offset: int = 0, with_index: bool = False) -> BatchStream:
         return BatchStream(
             dataset,
             self.config.batch,
@@ -111,6 +111,7 @@ class Task:
             world_size=self.ranks.world,
             num_workers=self.config.workers,
             pin_memory=self.device.type == "cuda",
+            with_index=with_index,
         )
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,9 +132,12 @@ class Task:
         c_fake,
         step: int,
         i: int,
+        wrong=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(D's loss on real vs fake, its penalty when due). D(x, c) judges x under the
-        condition c (None for none). Penalties run D eagerly (double backward)."""
+        condition c (None for none); `wrong`: mismatched conditions of the real images,
+        judged as one more set of negatives beside the fakes (the matching-aware D).
+        Penalties run D eagerly (double backward)."""
         loss = self.loss
         r1_due = loss.penalty == "r1" and step % loss.reg_every == 0
         r2_due = loss.penalty == "r2" and step % loss.reg_every == 0
@@ -143,6 +147,8 @@ class Task:
             fake = fake.detach().requires_grad_(True)
         real_logits = (D if r1_due else D_fast)(real, c_real)
         fake_logits = (D if r2_due else D_fast)(fake, c_fake)
+        if wrong is not None:  # the losses average their negatives: half fakes, half wrong
+            fake_logits = torch.cat([fake_logits, D_fast(real.detach(), wrong)])
         d_loss = loss.d_loss(real_logits, fake_logits)
         penalty = torch.zeros((), device=self.device)
         if loss.penalty == "gp" and step % loss.reg_every == 0:
@@ -176,6 +182,10 @@ class Task:
     def evaluator(self) -> Callable[[nn.Module], dict[str, float]]:
         """Scores of G logged every eval_every steps."""
         raise NotImplementedError
+
+    def condition_info(self) -> dict | None:
+        """What a checkpoint keeps to rebuild a condition encoder (text, sound)."""
+        return None
 
     def state_dict(self) -> dict:
         """Task state a resume needs beyond the networks and streams (image pools)."""
@@ -250,20 +260,32 @@ class GenerationMetrics:
 
 
 class GenerationTask(Task):
-    """G(z, y) -> image; D(x, y) judges it. y: a class label (conditional models) or None."""
+    """G(z, c) -> image; D(x, c) judges it. c: None, a class label (projection D), or a
+    condition vector from a text or sound source (a caption of the image, a spoken clip of
+    its digit), for which D is matching-aware (GAN-CLS, Reed et al. 2016): besides real
+    images with their own condition and fakes with theirs, it must reject real images under
+    a mismatched condition; and with GAN-INT, G also trains on interpolated conditions."""
 
     def __init__(self, config, loss, ranks, device, log=print):
         super().__init__(config, loss, ranks, device, log)
-        native = load_dataset(config.data, split="train") if config.image_size is None else None
-        size = config.image_size
-        if native is not None and getattr(native, "in_memory", False):
-            size = pick_image_size(config.model, native.image_size, None, log)
-        data = native if size is None else load_dataset(config.data, "train", image_size=size)
+        self.kind = config.condition_kind()
+        data = self._load(config, log)
         self.data = data
-        num_classes = data.num_classes if config.conditional else 0
-        if config.conditional and not num_classes:
+        num_classes = data.num_classes if self.kind == "label" else 0
+        if self.kind == "label" and not num_classes:
             raise ValueError(f"conditional: data set {config.data!r} has no class labels")
         self.num_classes = num_classes
+        self.source = self._source(config, data, device, log)
+        vector = self.source is not None
+        self.matching = bool(self.kind) if config.matching is None else config.matching
+        self.gan_int = self.kind == "text" if config.gan_int is None else config.gan_int
+        if self.matching and not self.kind:
+            raise ValueError("matching: an unconditional model has no condition to mismatch")
+        if self.gan_int and not vector:
+            raise ValueError(
+                "gan_int interpolates condition vectors: it needs text or sound conditions "
+                "(--condition text|sound)"
+            )
         self.build_info = dict(
             model=config.model,
             img_channels=data.channels,
@@ -274,16 +296,48 @@ class GenerationTask(Task):
             reference=config.reference,
             **config.model_options,
         )
+        if vector:
+            self.build_info["cond_dim"] = self.source.dim
         self.G, self.D = build_networks(self.build_info)
-        self.streams = {"data": self._stream(data)}
+        if vector and self.source.trainable:
+            self.D.cond_encoder = self.source.encoder  # trained by D's matching loss
+        self.streams = {"data": self._stream(data, with_index=self.kind == "text")}
         self._batches = iter(self.streams["data"])
         g = self.random(0, SAMPLE_STREAM)
         if num_classes:  # 8 samples per class, one class per row
             self.fixed_y = torch.arange(num_classes, device=device).repeat_interleave(8)
+        elif vector:
+            self.fixed_y = self._grid_conditions()
         else:
             self.fixed_y = None
-        n_fixed = 8 * num_classes if num_classes else 64
+        n_fixed = 64 if self.fixed_y is None else self.fixed_y.shape[0]
         self.fixed_z = torch.randn(n_fixed, self.G.z_dim, generator=g, device=device)
+
+    def _load(self, config, log):
+        if config.image_size is not None:
+            return load_dataset(config.data, "train", image_size=config.image_size)
+        data = load_dataset(config.data, split="train")
+        if getattr(data, "in_memory", False):
+            size = pick_image_size(config.model, data.image_size, None, log)
+            if size is not None:
+                data = load_dataset(config.data, "train", image_size=size)
+        return data
+
+    def _source(self, config, data, device, log):
+        if self.kind == "text":
+            from .conditions.sources import TextSource
+
+            return TextSource(data, config.text_encoder, device, log)
+        if self.kind == "sound":
+            from .conditions.sources import SoundSource
+
+            return SoundSource(data, config.sound_encoder, device, log)
+        return None
+
+    def _grid_conditions(self) -> torch.Tensor:
+        """Held-out conditions for the sample grid, one per row, 8 samples each."""
+        rows = self.source.grid_conditions()
+        return rows.repeat_interleave(8, dim=0)
 
     def checks(self) -> list[str]:
         config = self.config
@@ -293,11 +347,12 @@ class GenerationTask(Task):
         return []
 
     def next_batch(self):
-        real, y = next(self._batches)
-        return self._images(real), (y if self.num_classes else None)
+        real, key = next(self._batches)
+        return self._images(real), (key if self.kind else None)
 
     def noise(self, step: int, stream: int, pairs: bool = False):
-        """(z, y) of this rank; pairs: samples 2k and 2k+1 share their label."""
+        """(z, y) of this rank; y: random labels (class-conditional) else None; pairs:
+        samples 2k and 2k+1 share their label."""
         g = self.random(step, stream)
         z = torch.randn(self.config.batch, self.G.z_dim, generator=g, device=self.device)
         y = None
@@ -309,27 +364,63 @@ class GenerationTask(Task):
             y = self.rank_slice(y)
         return self.rank_slice(z), y
 
+    def _cpu_random(self, step: int, stream: int) -> torch.Generator:
+        """A CPU generator for condition draws (captions, clips, mismatched labels) of one
+        step, seeded apart from the noise and penalty streams."""
+        g = torch.Generator()
+        g.manual_seed(((self.config.seed * 1_000_003 + step) * 64 + stream) % (1 << 62) + (1 << 62))
+        return g
+
+    def _encoder(self, nets):
+        return getattr(nets.D, "cond_encoder", None)
+
     def d_losses(self, nets, step, i, batch):
-        real, y_real = batch
-        z, y_fake = self.noise(step, 2 * i)
+        real, key = batch
+        if self.source is None:
+            z, y_fake = self.noise(step, 2 * i)
+            with torch.no_grad():
+                fake = nets.G_fast(z, y_fake)
+            return self.adversarial_d_terms(nets.D, nets.D_fast, real, fake, key, y_fake, step, i)
+        g = self._cpu_random(step, 2 * i)
+        encoder = self._encoder(nets)
+        c = self.source.embed(self.source.rows(key, g), encoder, g)
+        z, _ = self.noise(step, 2 * i)
         with torch.no_grad():
-            fake = nets.G_fast(z, y_fake)
-        return self.adversarial_d_terms(nets.D, nets.D_fast, real, fake, y_real, y_fake, step, i)
+            fake = nets.G_fast(z, c.detach())
+        wrong = None
+        if self.matching:
+            wrong = self.source.embed(self.source.wrong_rows(key, g), encoder, g)
+        return self.adversarial_d_terms(nets.D, nets.D_fast, real, fake, c, c, step, i, wrong=wrong)
 
     def g_losses(self, nets, step, batch):
         mode_seeking = self.config.mode_seeking
         z, y = self.noise(step, G_STREAM, pairs=mode_seeking > 0)
+        if self.source is not None:
+            g = self._cpu_random(step, G_STREAM)
+            with torch.no_grad():
+                y = self.source.embed(self.source.rows(batch[1], g), self._encoder(nets), g)
+            y = y.detach()
         fake = nets.G_fast(z, y)
         g_loss = self.loss.g_loss(nets.D_fast(fake, y))
         if mode_seeking > 0:
             g_loss = g_loss + mode_seeking * mode_seeking_loss(fake, z)
+        if self.gan_int:
+            # GAN-INT: conditions halfway between two of the batch's, which no real image
+            # has; D's judgement of them still teaches G a smooth condition space.
+            mixed = 0.5 * (y + y.roll(1, dims=0))
+            g_loss = g_loss + self.loss.g_loss(nets.D_fast(nets.G_fast(z.flip(0), mixed), mixed))
         return g_loss, []
 
     def samples(self, G):
         return _eval_mode(G, lambda: G(self.fixed_z, self.fixed_y), self.config.seed), 8
 
     def evaluator(self):
+        if self.source is not None:
+            return self.source.evaluator(self)
         return GenerationMetrics(self.config, self.data, self.device)
+
+    def condition_info(self) -> dict | None:
+        return None if self.source is None else self.source.config()
 
 
 def _without_model(info: dict) -> dict:

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import _backend, checkpoint
+from .conditions.sources import CONDITIONS
 from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
 from .tasks import GENERATION_MODELS, TRANSLATION_MODELS, Nets, default_loss, make_task
@@ -50,7 +51,12 @@ class TrainConfig:
     steps: int = 2000
     batch: int = 64  # global batch: split evenly across ranks
     out: str = "runs/gan"
-    conditional: bool = False
+    conditional: bool = False  # the same as condition="label"
+    condition: str | None = None  # label, text (captions) or sound (spoken digits)
+    text_encoder: str = "auto"  # pretrained (frozen MiniLM), bow (trainable) or auto
+    sound_encoder: str = "pretrained"  # pretrained (frozen digit classifier) or joint
+    matching: bool | None = None  # matching-aware D (GAN-CLS); None: on for text and sound
+    gan_int: bool | None = None  # G also on interpolated conditions; None: on for text
     image_size: int | None = None  # None: the data set's own size where the model has it
     z_dim: int | None = None  # None: the model's default
     width: int | None = None  # None: the model's default channel width
@@ -96,15 +102,28 @@ class TrainConfig:
         if self.loss is None:
             self.loss = default_loss(self.model)
 
+    def condition_kind(self) -> str | None:
+        """None, "label", "text" or "sound"."""
+        if self.condition is None:
+            return "label" if self.conditional else None
+        return self.condition
+
     def check(self) -> None:
         """Refuse settings that cannot work, naming the argument."""
         models = GENERATION_MODELS + TRANSLATION_MODELS
         if self.model not in models:
             raise ValueError(f"model must be one of {', '.join(models)}, got {self.model!r}")
-        if self.model in TRANSLATION_MODELS and self.conditional:
+        if self.condition not in (None, *CONDITIONS):
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
+        if self.conditional and self.condition not in (None, "label"):
             raise ValueError(
-                f"conditional: {self.model} is conditioned on its input image already; "
-                "drop --conditional"
+                f"conditional is the label condition; it conflicts with condition="
+                f"{self.condition!r}"
+            )
+        if self.model in TRANSLATION_MODELS and self.condition_kind():
+            raise ValueError(
+                f"condition: {self.model} is conditioned on its input image already; "
+                "drop --conditional / --condition"
             )
         if self.direction not in ("a2b", "b2a"):
             raise ValueError(f"direction must be 'a2b' or 'b2a', got {self.direction!r}")
@@ -251,6 +270,7 @@ def check_compatible(loss: GANLoss, D: nn.Module, config: TrainConfig) -> None:
 RUN_IDENTITY = ("model", "loss", "data", "batch", "conditional", "image_size", "z_dim", "width")
 RUN_IDENTITY += ("model_options", "seed", "n_critic", "reg_every", "reference", "direction")
 RUN_IDENTITY += ("gan_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size")
+RUN_IDENTITY += ("condition", "text_encoder", "sound_encoder", "matching", "gan_int")
 
 
 def check_same_run(saved: dict, config: TrainConfig) -> None:
@@ -465,6 +485,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             "step": step,
             "task": task.name,
             "build": task.build_info,
+            "condition": task.condition_info(),
             "G": G.state_dict(),
             "D": D.state_dict(),
             "G_ema": G_ema.state_dict() if G_ema is not None else None,

@@ -33,7 +33,17 @@ HELP = {
     "steps": "generator steps to train for (each with n_critic discriminator steps)",
     "batch": "global batch size (split evenly across torchrun ranks)",
     "out": "run folder: checkpoints, log.csv, sample grids, loss curves",
-    "conditional": "class-conditional G (label embedding) and projection D",
+    "conditional": "class-conditional G (conditional batch norm) and projection D; the same "
+    "as --condition label",
+    "condition": "label (class), text (captions: fashion-mnist:captions, emoji:captions) or "
+    "sound (spoken digits with --data mnist)",
+    "text_encoder": "text conditions: pretrained (frozen MiniLM sentence encoder), bow "
+    "(trainable bag of words, trained by D) or auto (pretrained when installed)",
+    "sound_encoder": "sound conditions: pretrained (frozen spoken-digit classifier's "
+    "embedding) or joint (a fresh audio CNN trained by D)",
+    "matching": "matching-aware D (GAN-CLS): real images under a wrong condition are "
+    "negatives too (default: on for text and sound)",
+    "gan_int": "GAN-INT: G also learns from interpolated conditions (default: on for text)",
     "image_size": "image size (default: the data set's own size)",
     "z_dim": "latent size (default: the model's)",
     "width": "channel width of G and D (default: the model's)",

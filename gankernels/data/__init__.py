@@ -635,6 +635,7 @@ class BatchStream:
         drop_last: bool = True,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
+        with_index: bool = False,
     ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -668,6 +669,11 @@ class BatchStream:
         self.drop_last = drop_last
         self.paired = getattr(dataset, "paired", False)
         self.has_labels = not self.paired and dataset.labels is not None
+        # with_index: yield each sample's index in the data set instead of its label (to
+        # look up per-sample data such as captions)
+        self.with_index = with_index
+        if with_index and self.paired:
+            raise ValueError("with_index applies to image sets, not to a PairedDataset")
         self._plan = _EpochPlan(len(dataset), batch_size, self.seed, rank, world_size, drop_last)
         self.batches_per_epoch = self._plan.batches_per_epoch
         self.epoch = 0
@@ -718,13 +724,19 @@ class BatchStream:
             images, labels = self._next_resident()
         else:
             images, labels = self._next_loaded()
+        if self.with_index:
+            labels = self._index().to(self.device)
         self.batch_in_epoch += 1
         return images, labels
 
-    def _next_resident(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _index(self) -> torch.Tensor:
+        """The data-set indices of this rank's samples in the current batch."""
         if self._order is None:
-            self._order = self._plan.order(self.epoch).to(self.device)
-        index = self._plan.rank_slice(self._order, self.batch_in_epoch)
+            self._order = self._plan.order(self.epoch).to(self.device if self.on_device else "cpu")
+        return self._plan.rank_slice(self._order, self.batch_in_epoch)
+
+    def _next_resident(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        index = self._index()
         images = to_model_range(self._images.index_select(0, index))
         labels = None if self._labels is None else self._labels.index_select(0, index)
         return images, to_model_range(labels) if self.paired else labels

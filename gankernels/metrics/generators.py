@@ -52,6 +52,24 @@ def sample_generator(G: nn.Module, n: int, batch_size: int = 64, device=None, se
         G.train(was_training)
 
 
+def sample_conditioned(G: nn.Module, conditions: torch.Tensor, batch_size: int = 64, seed: int = 0):
+    """Yield one image per condition (rows of `conditions`: labels or condition vectors)
+    from G in eval mode, z ~ N(0, I) from a seeded generator, in batches."""
+    tensors = [*G.parameters(), *G.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    generator = torch.Generator().manual_seed(seed)
+    was_training = G.training
+    G.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, conditions.shape[0], batch_size):
+                c = conditions[start : start + batch_size].to(device)
+                z = torch.randn(c.shape[0], G.z_dim, generator=generator).to(device)
+                yield G(z, c).float().clamp(-1, 1)
+    finally:
+        G.train(was_training)
+
+
 def load_generator(checkpoint: str | os.PathLike, ema: bool = True, device="cpu") -> nn.Module:
     """G from a `gankernels train` checkpoint, in eval mode: the EMA weights (G_ema) when
     the run kept them and ema=True, else the trained G. The checkpoint is unpickled, so load
