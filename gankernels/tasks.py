@@ -380,7 +380,14 @@ class GenerationTask(Task):
             z, y_fake = self.noise(step, 2 * i)
             with torch.no_grad():
                 fake = nets.G_fast(z, y_fake)
-            return self.adversarial_d_terms(nets.D, nets.D_fast, real, fake, key, y_fake, step, i)
+            wrong = None
+            if self.matching:  # another class for each real image
+                g = self._cpu_random(step, 2 * i)
+                shift = torch.randint(1, self.num_classes, key.shape, generator=g)
+                wrong = (key + shift.to(key.device)) % self.num_classes
+            return self.adversarial_d_terms(
+                nets.D, nets.D_fast, real, fake, key, y_fake, step, i, wrong=wrong
+            )
         g = self._cpu_random(step, 2 * i)
         encoder = self._encoder(nets)
         c = self.source.embed(self.source.rows(key, g), encoder, g)
