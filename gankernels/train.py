@@ -46,7 +46,8 @@ class TrainConfig:
     """Everything that defines a run; `gankernels train --help` documents each field."""
 
     model: str = "dcgan"
-    loss: str | None = None  # None: the model's (wgan-gp; pix2pix nonsaturating; cyclegan lsgan)
+    # None: the model's: wgan-gp; r1 when conditional; pix2pix nonsaturating; cyclegan lsgan
+    loss: str | None = None
     data: str = "mnist"
     steps: int = 2000
     batch: int = 64  # global batch: split evenly across ranks
@@ -100,7 +101,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.loss is None:
-            self.loss = default_loss(self.model)
+            self.loss = default_loss(self.model, self.condition_kind())
 
     def condition_kind(self) -> str | None:
         """None, "label", "text" or "sound"."""

@@ -26,8 +26,8 @@ examples:
 HELP = {
     "model": f"architecture: {', '.join(MODELS)} (noise to image); pix2pix, cyclegan "
     "(image to image)",
-    "loss": f"objective: {', '.join(LOSSES)} (default: wgan-gp; pix2pix nonsaturating, "
-    "cyclegan lsgan)",
+    "loss": f"objective: {', '.join(LOSSES)} (default: wgan-gp; r1 for conditional "
+    "models; pix2pix nonsaturating, cyclegan lsgan)",
     "data": "data set: mnist, fashion-mnist, digits, animals or folder:PATH; for translation "
     "edges2fashion[:shoes], emoji:google2twitter, pairs:PATH, unpaired:PATH_A,PATH_B",
     "steps": "generator steps to train for (each with n_critic discriminator steps)",

@@ -15,14 +15,14 @@ EVAL_N=${EVAL_N:-1000}  # held-out pairs scored per run (all of them when fewer)
 
 # name: flags of `gankernels train` ("identity": no training, the input scored as output)
 declare -A RUNS=(
-  [p2p-shoes]="--model pix2pix --data edges2fashion:shoes --image-size 32 --batch 16 --steps 4000"
+  [p2p-shoes]="--model pix2pix --data edges2fashion:shoes --image-size 32 --width 32 --batch 16 --steps 3000"
   # pix2pix with the GAN term off: the L1-only U-Net of the paper's comparison
-  [p2p-shoes-l1]="--model pix2pix --data edges2fashion:shoes --image-size 32 --batch 16 --steps 4000 --gan-weight 0"
+  [p2p-shoes-l1]="--model pix2pix --data edges2fashion:shoes --image-size 32 --width 32 --batch 16 --steps 3000 --gan-weight 0"
   [identity-shoes]="identity --data edges2fashion:shoes --image-size 32"
-  [p2p-emoji]="--model pix2pix --data emoji:google2twitter --image-size 32 --batch 16 --steps 4000"
-  [p2p-emoji-l1]="--model pix2pix --data emoji:google2twitter --image-size 32 --batch 16 --steps 4000 --gan-weight 0"
+  [p2p-emoji]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 16 --steps 3000"
+  [p2p-emoji-l1]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 16 --steps 3000 --gan-weight 0"
   # the same pairs as two unpaired sets: the true pairs only score the result
-  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --batch 4 --steps 6000"
+  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 32 --batch 4 --steps 3000"
   [identity-emoji]="identity --data emoji:google2twitter --image-size 32"
 )
 ORDER=(cyclegan-emoji p2p-shoes p2p-shoes-l1 p2p-emoji p2p-emoji-l1 identity-shoes identity-emoji)
