@@ -154,9 +154,10 @@ class Task:
             fake = fake.detach().requires_grad_(True)
         real_logits = (D if r1_due else D_fast)(real, c_real)
         fake_logits = (D if r2_due else D_fast)(fake, c_fake)
+        negatives = fake_logits
         if wrong is not None:  # the losses average their negatives: half fakes, half wrong
-            fake_logits = torch.cat([fake_logits, D_fast(real.detach(), wrong)])
-        d_loss = loss.d_loss(real_logits, fake_logits)
+            negatives = torch.cat([fake_logits, D_fast(real.detach(), wrong)])
+        d_loss = loss.d_loss(real_logits, negatives)
         penalty = torch.zeros((), device=self.device)
         if loss.penalty == "gp" and step % loss.reg_every == 0:
             g = self.random(step, 2 * i + 1)
@@ -272,6 +273,8 @@ class GenerationTask(Task):
     its digit), for which D is matching-aware (GAN-CLS, Reed et al. 2016): besides real
     images with their own condition and fakes with theirs, it must reject real images under
     a mismatched condition; and with GAN-INT, G also trains on interpolated conditions."""
+
+    name = "generation"
 
     def __init__(self, config, loss, ranks, device, log=print):
         super().__init__(config, loss, ranks, device, log)
@@ -544,6 +547,8 @@ class PairedTranslation(_TranslationTask):
     and G also pays lambda_L1 * |G(a) - b|: L1 alone gives the blurry average of the
     plausible outputs; the GAN term makes them sharp. direction b2a swaps the sides."""
 
+    name = "paired translation"
+
     log_terms = ("l1",)
 
     def __init__(self, config, loss, ranks, device, log=print):
@@ -614,6 +619,8 @@ class CycleTranslation(_TranslationTask):
     50 fakes rather than only the newest ones. Trained on two unpaired sets: a paired data
     set is split into its two sides, each shuffled on its own, and its true pairs are used
     only for the sample grid and evaluation."""
+
+    name = "unpaired translation"
 
     log_terms = ("cycle", "identity")
 

@@ -143,3 +143,14 @@ def test_condition_errors(tmp_path):
         train(TrainConfig(**{**TINY, "out": str(tmp_path), "condition": "text"}))
     with pytest.raises(ValueError, match="gan_int"):
         train(TrainConfig(**{**TINY, "out": str(tmp_path), "conditional": True, "gan_int": True}))
+
+
+@pytest.mark.parametrize("loss", ["r1", "r2", "wgan-gp"])
+def test_penalties_with_the_matching_aware_d(tmp_path, loss):
+    """The mismatched negatives sit beside the fakes: R1, R2 and WGAN-GP still see one
+    logit per real or fake image."""
+    config = TrainConfig(
+        **{**TINY, "out": str(tmp_path), "conditional": True, "loss": loss, "reg_every": 1}
+    )
+    result = train(config)
+    assert all(float(r["penalty"]) > 0 for r in result.history)
