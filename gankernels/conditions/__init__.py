@@ -1,2 +1,1 @@
-"""Condition encoders: each maps a condition (a class label, a text, a sound) to an
-embedding that conditional generators and discriminators consume."""
+"""Conditions of conditional GANs: encoders that map a condition to an embedding."""
