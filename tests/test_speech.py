@@ -78,7 +78,7 @@ def test_synthesis_and_cache(tmp_path, monkeypatch):
     )
     recipe = speech._Recipe("espeak-ng", ("espeak-ng:en-us+m3", "espeak-ng:en-gb+f2"), jobs)
     said = []
-    first = speech._cached("espeak", recipe, said.append, workers=2)
+    first = speech._as_clips([speech._cached("espeak", recipe, said.append, workers=2)], "x")
     assert any("synthesising 4" in s for s in said) and any("cached 4" in s for s in said)
     assert first.clips.shape == (4, audio.CLIP_SAMPLES) and first.labels.tolist() == [1, 7, 1, 7]
     assert first.sources.tolist() == [0, 0, 1, 1] and first.source_names[1] == "espeak-ng:en-gb+f2"
@@ -92,10 +92,10 @@ def test_synthesis_and_cache(tmp_path, monkeypatch):
     files = list((tmp_path / "speech").iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"  # no temporary file left behind
     said.clear()
-    second = speech._cached("espeak", recipe, said.append, workers=2)
+    second = speech._as_clips([speech._cached("espeak", recipe, said.append, workers=2)], "x")
     assert said == [] and torch.equal(first.clips, second.clips)  # read back, not remade
     files[0].write_bytes(b"torn")
-    third = speech._cached("espeak", recipe, None, workers=1)  # a torn file is remade
+    third = speech._as_clips([speech._cached("espeak", recipe, None, workers=1)], "x")  # remade
     assert torch.equal(first.clips, third.clips)  # espeak-ng is deterministic
 
 
@@ -197,9 +197,12 @@ def test_cached_classifier_on_real_voices():
     accuracy = sound.accuracy(clf, test)
     assert accuracy == pytest.approx(clf.metrics["accuracy"]["test"])
     assert accuracy >= 0.8
-    trainable = sound.sound_encoder(trainable=True)
-    assert trainable.training and all(p.requires_grad for p in trainable.parameters())
-    assert trainable is not clf.encoder
+    frozen = sound.make_sound_encoder("pretrained", output="logits")
+    assert torch.equal(frozen.prepare(test.clips).argmax(1), clf.predict(test.clips))
+    assert sound.sound_encoder_from_config(frozen.config()).fingerprint == frozen.fingerprint
+    tuned = sound.make_sound_encoder("finetune")
+    assert tuned.trainable and all(p.requires_grad for p in tuned.parameters())
+    assert all(a is not b for a, b in zip(tuned.parameters(), clf.parameters(), strict=False))
 
 
 # --------------------------------------------------------------------------- conditions

@@ -1,20 +1,26 @@
 """The sound condition: a small CNN on log-mel spectrograms that maps a spoken clip to an
 embedding, and its first use, a spoken-digit classifier.
 
-    clf = load_sound_classifier()          # trained once on espeak-ng clips, cached
+    clf = load_sound_classifier()          # trained once on synthetic speech, cached
     logits = clf(clips)                    # clips: float (B, 16000) at 16 kHz -> (B, 10)
-    emb = clf.embed(clips)                 # (B, dim), the frozen encoder's embedding
-    enc = sound_encoder(trainable=True)    # a fresh trainable copy of the pretrained encoder
-    enc = SoundEncoder()                   # or an untrained one
+    emb = clf.embed(clips)                 # (B, 128), the frozen encoder's embedding
+    enc = make_sound_encoder("pretrained") # a condition encoder (text encoders' interface):
+    table = enc.prepare(train.clips)       #   once per data set
+    vectors = enc(table[rows])             #   (B, enc.dim) per step
+    enc = make_sound_encoder("finetune")   # trainable, from the pretrained weights
+    enc = make_sound_encoder("scratch")    # trainable, from random weights
+    v = encode_wav(enc, "seven.wav")       # (1, dim) from any PCM WAV
 
 The classifier learns from synthetic speech only (`load_spoken_digits("train")`) and is
-measured on recordings of a real voice (`load_spoken_digits("test")`), so the encoder
-sees telephone-band features (mel bands from 60 Hz to 3.8 kHz: the test recordings are
-8 kHz) and training augments every batch (`SpeechAugment`): coloured noise, time shift
+measured on recordings of a real voice (`load_spoken_digits("test")`). What carries it
+over: telephone-band features (mel bands from 60 Hz to 3.8 kHz: the recordings are
+8 kHz), per-clip standardisation of the log-mel, slow as well as fast synthetic speech
+(people say digits one at a time slowly), a second synthesiser's voices beside
+espeak-ng's, and augmenting every batch (`SpeechAugment`): coloured noise, time shift
 and stretch, formant shift (a warp of the mel axis), a random channel (smooth EQ and a
 random low-pass), and masks over time and frequency. Weights are cached under
-$GANKERNELS_CACHE (default ~/.cache/gankernels) in sound/.
-"""
+$GANKERNELS_CACHE (default ~/.cache/gankernels) in sound/; the file is portable (copy it
+to a machine without the synthesisers)."""
 
 from __future__ import annotations
 
@@ -328,9 +334,11 @@ def train_sound_classifier(
             opt.step()
             sched.step()
             if average is not model:
+                step = epoch * steps_per_epoch + i
+                decay = min(tc.ema, (1 + step) / (10 + step))  # short runs: a short memory
                 with torch.no_grad():
                     for a, p in zip(average.parameters(), model.parameters(), strict=True):
-                        a.lerp_(p, 1.0 - tc.ema)
+                        a.lerp_(p, 1.0 - decay)
                     for a, b in zip(average.buffers(), model.buffers(), strict=True):
                         a.copy_(b)
             total += loss.item() * idx.numel()

@@ -1,33 +1,38 @@
 """Spoken digits "zero" .. "nine": synthetic speech to train on, real voices to test on.
 
-    train = load_spoken_digits("train")    # espeak-ng, thousands of clips, made once
+    train = load_spoken_digits("train")    # synthetic, 9480 clips, made once and cached
     test = load_spoken_digits("test")      # recorded human voices, never trained on
     train.clips, train.labels, train.sources       # (N, 16000) float32, (N,), (N,)
     sampler = DigitClipSampler(train)
     clip_index = sampler.sample(image_labels)      # a random clip of each image's digit
+    wrong_index = sampler.sample_other(image_labels)   # a clip of another digit
 
-Splits (every clip 1 s at 16 kHz, silence trimmed, -20 dBFS RMS, centred; see
-`gankernels.audio.prepare_clip`):
-- "train": Debian package espeak-ng (program GPL-3.0-or-later; the speech it makes is
-  ours to use) speaks each digit word in its eight English accents (`ESPEAK_VOICES`),
-  each with every voice variant it ships (`+m1` .. `+f5`, `+klatt`, `+whisper`, ...:
-  about 100), at a speed and pitch drawn per clip from a seeded generator. The
-  subprocesses run in parallel; the clips are cached as one int16 array file under
-  `speech_dir()`, written atomically, and rebuilt when the recipe or espeak-ng's version
-  changes.
-- "valid": Debian package flite (CMU Flite, BSD-style licence), optional: its five
-  English voices (kal, kal16 diphone; awb, rms, slt statistical voices built from
-  recordings of three speakers) at several durations and pitches. A second synthesis
-  engine never trained on: a held-out check of how a model carries over to other speech.
-- "test": recordings of real people. Debian package asterisk-core-sounds-en-wav (Allison
-  Smith's prompts for the Asterisk PBX, CC-BY-SA-3.0): `digits/0.wav` .. `9.wav` at 8 kHz,
-  one clip per digit. No other Debian package was found to hold recordings of English
-  digit words said one at a time (the other asterisk-core-sounds-* sets are Spanish,
-  French, Italian and Russian; festival, flite and espeak voices are synthetic).
+Every clip is 1 s at 16 kHz, silence trimmed, -20 dBFS RMS, centred in zeros (see
+`gankernels.audio.prepare_clip`). Splits:
+- "train" (9480 clips): Debian package espeak-ng (program GPL-3.0-or-later; the speech
+  it makes is ours to use) speaks each digit word in its eight English accents
+  (`ESPEAK_VOICES`), each with every voice variant it ships (`+m1` .. `+f5`, `+klatt`,
+  `+whisper`, ...: 101 in 1.51), at a speed (90..200 words per minute) and pitch drawn
+  per clip from a seeded generator: 8080 clips. Where Debian package flite (CMU Flite,
+  BSD-style licence) is installed, its voices kal, kal16 (diphone), awb and rms
+  (statistical voices built from recordings of two speakers) add 1400 clips at five
+  durations and seven pitches; without it "train" is espeak-ng's alone, said in the log.
+- "valid" (350 clips): flite's slt voice (a woman's, built from recordings of a third
+  speaker) at the same durations and pitches: a voice never trained on, of a second
+  synthesiser; it needs flite.
+- "test" (10 clips): recordings of a real person. Debian package
+  asterisk-core-sounds-en-wav (Allison Smith's prompts for the Asterisk PBX,
+  CC-BY-SA-3.0): `digits/0.wav` .. `9.wav`, 8 kHz, one clip per digit. No other Debian
+  package was found to hold recordings of English digit words said one at a time: the
+  other asterisk-core-sounds-* sets are Spanish, French, Italian and Russian;
+  pocketsphinx-testdata holds a few digits only inside connected phrases ("five five",
+  "four queen of clubs") and TIDIGITS features, not audio; festival, flite and espeak-ng
+  voices are synthetic.
 
-Data live under $GANKERNELS_DATA (default ~/.cache/gankernels/data), in `speech/`.
-A missing package raises `SpeechNotInstalled` with the apt-get command that installs it.
-"""
+The synthesisers run as parallel subprocesses; each one's clips are cached as one int16
+array file under `speech_dir()`, written atomically, and made again when the recipe or
+the program's version changes. A missing package raises `SpeechNotInstalled` with the
+apt-get command that installs it."""
 
 from __future__ import annotations
 
@@ -223,25 +228,25 @@ def pair_clips(image_labels, data: SpeechClips, seed: int = 0) -> torch.Tensor:
 def load_spoken_digits(
     split: str = "train", log: Callable[[str], None] | None = print, workers: int | None = None
 ) -> SpeechClips:
-    """The clips of a split (see the module docstring); "train" is synthesised and cached
-    on first use (a few minutes), "valid" likewise; "test" is read from the packages."""
+    """The clips of a split (see the module docstring); "train" and "valid" are
+    synthesised and cached on first use (a few minutes), "test" is read from the
+    recordings' package."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     if split == "test":
         return load_recorded_digits(log=log)
     if split == "valid":
-        return load_flite_digits(FLITE_VALID_VOICES, "valid", log, workers)
-    train = _cached("espeak", _espeak_recipe(), log, workers)
+        return _as_clips([_flite_arrays(FLITE_VALID_VOICES, log, workers)], "valid")
+    parts = [_cached("espeak", _espeak_recipe(), log, workers)]
     if shutil.which("flite") is None:
         if log is not None:
             log(
                 "flite is not installed: training clips from espeak-ng only (add it with "
                 f"{INSTALL_COMMANDS['flite']})"
             )
-        return train
-    return concat_clips(
-        [train, load_flite_digits(FLITE_TRAIN_VOICES, "train", log, workers)], "train"
-    )
+    else:
+        parts.append(_flite_arrays(FLITE_TRAIN_VOICES, log, workers))
+    return _as_clips(parts, "train")
 
 
 def train_sources() -> tuple[str, ...]:
@@ -250,15 +255,37 @@ def train_sources() -> tuple[str, ...]:
     return ("espeak-ng", "flite") if shutil.which("flite") else ("espeak-ng",)
 
 
-def load_flite_digits(
-    voices: Sequence[str], split: str, log=print, workers: int | None = None
-) -> SpeechClips:
-    """The flite clips of some of its voices (all five are made and cached together)."""
-    data = _cached("flite", _flite_recipe(), log, workers)
-    keep = [data.source_names.index(f"flite:{v}") for v in voices]
-    out = data.subset(torch.nonzero(torch.isin(data.sources, torch.tensor(keep))).flatten())
-    out.split = split
-    return out
+def _flite_arrays(voices: Sequence[str], log, workers: int | None) -> dict[str, np.ndarray]:
+    """The cached flite clips of some of its voices (all five are made together)."""
+    arrays = _cached("flite", _flite_recipe(), log, workers)
+    names = [str(n) for n in arrays["source_names"]]
+    keep = [names.index(f"flite:{v}") for v in voices]
+    rows = np.isin(arrays["sources"], keep)
+    renumber = np.full(len(names), -1)
+    renumber[keep] = np.arange(len(keep))
+    return {
+        "audio": arrays["audio"][rows],
+        "labels": arrays["labels"][rows],
+        "sources": renumber[arrays["sources"][rows]],
+        "source_names": np.array([f"flite:{v}" for v in voices]),
+    }
+
+
+def _as_clips(parts: Sequence[dict], split: str) -> SpeechClips:
+    """int16 arrays of one or more caches -> one float32 SpeechClips (converted once)."""
+    offsets = np.cumsum([0] + [len(p["source_names"]) for p in parts[:-1]])
+    pcm = np.concatenate([p["audio"] for p in parts]) if len(parts) > 1 else parts[0]["audio"]
+    clips = torch.from_numpy(pcm).to(torch.float32).div_(32768.0)
+    return SpeechClips(
+        clips,
+        torch.from_numpy(np.concatenate([p["labels"] for p in parts])),
+        torch.from_numpy(
+            np.concatenate([p["sources"] + o for p, o in zip(parts, offsets, strict=True)])
+        ),
+        tuple(str(n) for p in parts for n in p["source_names"]),
+        audio.SAMPLE_RATE,
+        split,
+    )
 
 
 def concat_clips(parts: Sequence[SpeechClips], split: str) -> SpeechClips:
@@ -461,29 +488,22 @@ def _build(recipe: _Recipe, log, workers: int | None) -> dict[str, np.ndarray]:
     }
 
 
-def _cached(kind: str, recipe: _Recipe, log, workers: int | None) -> SpeechClips:
+def _cached(kind: str, recipe: _Recipe, log, workers: int | None) -> dict[str, np.ndarray]:
+    """The arrays of a recipe's clips (audio int16 (N, samples), labels, sources,
+    source_names), from the cache file or made and stored there."""
     version = _program_version(recipe.jobs[0][2][0])
     path = speech_dir() / f"{kind}-digits-{recipe.key(version)}.npz"
-    arrays = None
     if path.exists():
         try:
             with np.load(path) as f:
-                arrays = {k: f[k] for k in ("audio", "labels", "sources", "source_names")}
+                return {k: f[k] for k in ("audio", "labels", "sources", "source_names")}
         except (OSError, ValueError, KeyError):  # a torn or foreign file: make it again
-            arrays = None
-    if arrays is None:
-        arrays = _build(recipe, log, workers)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-        if log is not None:
-            log(f"cached {len(arrays['labels'])} clips in {path}")
-    return SpeechClips(
-        torch.from_numpy(arrays["audio"].astype(np.float32) / 32768.0),
-        torch.from_numpy(arrays["labels"]),
-        torch.from_numpy(arrays["sources"]),
-        tuple(str(s) for s in arrays["source_names"]),
-        audio.SAMPLE_RATE,
-        "train",
-    )
+            pass
+    arrays = _build(recipe, log, workers)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    if log is not None:
+        log(f"cached {len(arrays['labels'])} clips in {path}")
+    return arrays
 
 
 if __name__ == "__main__":  # python -m gankernels.data.speech: make the caches now
