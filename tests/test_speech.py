@@ -31,11 +31,17 @@ def _clips(n_per_digit=3, samples=800, seed=0):
 # --------------------------------------------------------------------------- data set
 
 
-def test_speech_clips_fields_and_subset():
+def test_speech_clips_fields_subset_save(tmp_path):
     data = _clips()
     assert len(data) == 30 and data.counts() == [3] * 10
     sub = data.subset(torch.tensor([0, 5, 29]))
     assert sub.labels.tolist() == [0, 1, 9] and sub.clips.shape == (3, 800)
+    data.clips.clamp_(-1, 1)
+    data.save(tmp_path / "clips.npz")
+    back = speech.SpeechClips.load(tmp_path / "clips.npz")
+    torch.testing.assert_close(back.clips, data.clips, atol=2**-15, rtol=0)
+    assert torch.equal(back.labels, data.labels) and back.source_names == data.source_names
+    assert back.split == "train" and back.sample_rate == audio.SAMPLE_RATE
     clip, label = data[4]
     assert clip.shape == (800,) and int(label) == 1
     with pytest.raises(ValueError, match="clips must be"):
@@ -288,3 +294,10 @@ def test_sampler_other_digit():
     labels = torch.arange(10).repeat(30)
     other = data.labels[sampler.sample_other(labels, torch.Generator().manual_seed(0))]
     assert (other != labels).all() and other.unique().numel() == 10
+
+
+def test_rebuilding_a_pretrained_encoder_needs_the_cached_classifier(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path))
+    config = {"kind": "pretrained", "output": "embedding", "fingerprint": "0" * 16}
+    with pytest.raises(FileNotFoundError, match="python -m gankernels.conditions.sound"):
+        sound.sound_encoder_from_config(config)

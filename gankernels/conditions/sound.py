@@ -476,6 +476,7 @@ class SoundConditionEncoder(nn.Module):
         augment: bool = True,
         device=None,
         log: Callable[[str], None] | None = print,
+        train_if_missing: bool = True,
     ):
         super().__init__()
         if kind not in SOUND_ENCODERS:
@@ -490,7 +491,7 @@ class SoundConditionEncoder(nn.Module):
             self.net = SoundEncoder()
             self.fingerprint = None
         else:
-            classifier = load_sound_classifier(log=log)
+            classifier = load_sound_classifier(train_if_missing=train_if_missing, log=log)
             self.fingerprint = weights_fingerprint(classifier)
             if kind == "pretrained":
                 # a plain attribute, not a submodule: outside state_dict and parameters()
@@ -584,6 +585,7 @@ def sound_encoder_from_config(config: dict) -> SoundConditionEncoder:
         config.get("output", "embedding"),
         config.get("augment", True),
         log=None,
+        train_if_missing=False,  # a retrained classifier would not match the fingerprint
     )
     encoder.kind, encoder.fingerprint = kind, config.get("fingerprint")
     if kind == "pretrained" and config.get("fingerprint") != weights_fingerprint(
