@@ -115,3 +115,6 @@ bench: setup
 
 clean:
 	rm -rf build $(VENV) .cache *.egg-info gankernels/_C*.so
+
+# Spoken-digit data (espeak-ng, recorded voices): `make data-speech`.
+include mk/data-speech.mk
