@@ -61,7 +61,7 @@ NPM_DIR := $(DATA_DIR)/npm
 FASHION_MNIST_FILE := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 EMOJI_PACKAGES := emoji-datasource@16.0.0 emoji-datasource-google@16.0.0 \
 	emoji-datasource-twitter@16.0.0
-DATA_TARGETS := data-fashion-mnist data-emoji data-text
+DATA_TARGETS := data-fashion-mnist data-emoji data-text data-speech
 .PHONY: $(DATA_TARGETS)
 
 data: $(DATA_TARGETS)

@@ -55,7 +55,7 @@ class TrainConfig:
     conditional: bool = False  # the same as condition="label"
     condition: str | None = None  # label, text (captions) or sound (spoken digits)
     text_encoder: str = "auto"  # pretrained (frozen MiniLM), bow (trainable) or auto
-    sound_encoder: str = "pretrained"  # pretrained (frozen digit classifier) or joint
+    sound_encoder: str = "pretrained"  # pretrained (frozen classifier), finetune or scratch
     matching: bool | None = None  # matching-aware D (GAN-CLS); None: on for text and sound
     gan_int: bool | None = None  # G also on interpolated conditions; None: on for text
     image_size: int | None = None  # None: the data set's own size where the model has it

@@ -39,8 +39,9 @@ HELP = {
     "sound (spoken digits with --data mnist)",
     "text_encoder": "text conditions: pretrained (frozen MiniLM sentence encoder), bow "
     "(trainable bag of words, trained by D) or auto (pretrained when installed)",
-    "sound_encoder": "sound conditions: pretrained (frozen spoken-digit classifier's "
-    "embedding) or joint (a fresh audio CNN trained by D)",
+    "sound_encoder": "sound conditions: pretrained (the spoken-digit classifier's frozen "
+    "embedding), finetune (that audio CNN trained further by D) or scratch (a fresh one "
+    "trained jointly by D)",
     "matching": "matching-aware D (GAN-CLS): real images under a wrong condition are "
     "negatives too (default: on for text and sound)",
     "gan_int": "GAN-INT: G also learns from interpolated conditions (default: on for text)",

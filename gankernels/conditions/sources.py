@@ -142,4 +142,87 @@ class TextSource(ConditionSource):
         return out
 
 
-__all__ = ["CONDITIONS", "ConditionSource", "TextSource"]
+class SoundSource(ConditionSource):
+    """Spoken digits for an image set labelled 0..9 (MNIST): each image gets a random
+    clip of its digit from the synthetic training voices (espeak-ng, flite); mismatched:
+    a clip of another digit. Held out for the grid and the scores: real recorded voices,
+    never trained on. encoder_kind: "pretrained" (the spoken-digit classifier's frozen
+    embedding), "finetune" (that encoder, trained on by D) or "scratch" (a fresh one,
+    trained jointly by D alone)."""
+
+    kind = "sound"
+
+    def __init__(self, data, encoder_kind: str = "pretrained", device=None, log=print):
+        from ..data.speech import DigitClipSampler, load_spoken_digits
+        from .sound import make_sound_encoder
+
+        labels = getattr(data, "labels", None)
+        if labels is None or data.num_classes != 10:
+            raise ValueError(
+                f"condition 'sound' speaks digits: it needs images labelled 0..9 (mnist, "
+                f"digits), got {data.name!r}"
+            )
+        clips = load_spoken_digits("train", log=log)
+        encoder = make_sound_encoder(encoder_kind, device=device, log=log)
+        table = encoder.prepare(clips.clips, device=device, log=log)
+        super().__init__(encoder, table)
+        self.data, self.sampler = data, DigitClipSampler(clips)
+        self._test = None
+
+    def rows(self, key, generator):
+        return self.sampler.sample(key.cpu(), generator)
+
+    def wrong_rows(self, key, generator):
+        return self.sampler.sample_other(key.cpu(), generator)
+
+    def held_out(self):
+        """The real recorded voices (one clip per digit and speaker)."""
+        if self._test is None:
+            from ..data.speech import load_spoken_digits
+
+            self._test = load_spoken_digits("test")
+        return self._test
+
+    def clip_vectors(self, clips: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
+        encoder = self.encoder if encoder is None else encoder
+        was = encoder.training
+        encoder.eval()
+        with torch.no_grad():
+            out = encoder.encode_clips(clips, device=self.table.device)
+        encoder.train(was)
+        return out
+
+    def grid_conditions(self) -> torch.Tensor:
+        """The real voices' clips, in digit order: one grid row per spoken digit."""
+        test = self.held_out()
+        order = torch.argsort(test.labels, stable=True)
+        return self.clip_vectors(test.clips[order])
+
+    def score(self, G: nn.Module, n: int, device, seed: int = 0, encoder=None) -> dict:
+        """n images from the real voices' clips (cycling), read by the digit classifier:
+        "sound_agreement" (share classified as the spoken digit), "precision" / "recall"
+        against the MNIST test images on its features."""
+        from .. import metrics
+        from ..data import load_dataset
+        from ..metrics.generators import sample_conditioned
+
+        test = self.held_out()
+        index = torch.arange(n) % len(test.labels)
+        vectors = self.clip_vectors(test.clips, encoder)[index]
+        classifier = metrics.make_extractor("digits", device=device)
+        fake = metrics.extract(
+            classifier, sample_conditioned(G, vectors, seed=seed), progress=False, total=n
+        )
+        real_images = load_dataset("mnist", "test", image_size=self.data.image_size).images[:n]
+        real = metrics.extract(classifier, real_images, progress=False)
+        precision, recall = metrics.precision_recall(real["features"], fake["features"])
+        agreement = metrics.text_fidelity(fake["logits"], test.labels[index])
+        return {"sound_agreement": agreement, "precision": precision, "recall": recall}
+
+    def evaluator(self, task):
+        n = task.config.eval_n
+        encoder = getattr(task.D, "cond_encoder", None)
+        return lambda G: self.score(G, n, task.device, task.config.seed, encoder)
+
+
+__all__ = ["CONDITIONS", "ConditionSource", "TextSource", "SoundSource"]
