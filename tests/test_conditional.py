@@ -183,3 +183,32 @@ def test_sound_condition_trains_a_scratch_encoder_through_d(tmp_path, monkeypatc
     grads = [p.grad for p in nets.D.cond_encoder.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
     assert task.fixed_y.shape == (80, task.source.dim)  # 10 held-out clips x 8 samples
+
+
+def test_eval_scores_a_text_run_on_held_out_captions(tmp_path, captions_installed, monkeypatch):
+    """`gankernels eval` on a text run: fidelity, FID, precision / recall of samples for
+    the test captions (the digit classifier stands in for the Fashion-MNIST one, which is
+    trained on first use)."""
+    import json
+
+    from gankernels import metrics
+
+    import importlib.util
+
+    if importlib.util.find_spec("digit_recognizer") is None:
+        pytest.skip("the digit classifier's package (digit-recognizer-py) is not installed")
+    make = metrics.make_extractor
+    monkeypatch.setattr(metrics, "make_extractor", lambda name, *a, **k: make("digits", *a, **k))
+    out = tmp_path / "text"
+    args = ["train", "--data", "fashion-mnist:captions", "--condition", "text", "--text-encoder"]
+    args += ["bow", "--batch", "8", "--width", "8", "--steps", "2", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--ckpt", str(out / "last.pt"), "--n", "300", "--no-progress",
+                 "--json", str(report)]) == 0  # fmt: skip
+    scores = json.loads(report.read_text())
+    assert scores["condition"] == "text" and 0 <= scores["text_fidelity"] <= 1
+    for key in ("fid", "precision", "recall"):
+        assert key in scores
+    text = ["generate", "--ckpt", str(out / "last.pt"), "--text", "a dark wide pullover"]
+    assert main([*text, "--out", str(tmp_path / "p.png")]) == 0

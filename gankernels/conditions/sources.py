@@ -97,28 +97,43 @@ class TextSource(ConditionSource):
         return self.vectors(self.grid_texts)
 
     def score(self, G: nn.Module, n: int, device, seed: int = 0, encoder=None) -> dict:
-        """G's samples for n held-out captions (one per test image, cycling), scored by
-        the Fashion-MNIST classifier: "text_fidelity" (share classified as the caption's
-        class), "precision" / "recall" against the test images, on its features. Emoji
-        runs are scored by `gankernels eval` (Inception features)."""
+        """G's samples for n held-out captions (one per test image, cycling) against the
+        test images. Fashion-MNIST, on our classifier's features and logits:
+        "text_fidelity" (share classified as the caption's class), "fid", "precision" /
+        "recall". Emoji, on Inception features (the largest block that the test images
+        outnumber): "text_fidelity" (share whose nearest test emoji has the caption's
+        category), "fid", "precision" / "recall"."""
         from .. import metrics
         from ..metrics.generators import sample_conditioned
 
         test = self.held_out()
-        if self.data.name != "fashion-mnist:captions":
-            return {}
         g = torch.Generator().manual_seed(seed)
         index = torch.arange(n) % len(test)
         rows = test.sample_text_ids(index, g)
         vectors = self.vectors([test.texts[r] for r in rows.tolist()], encoder)
-        classifier = metrics.make_extractor("fashion", device=device)
-        fake = metrics.extract(
-            classifier, sample_conditioned(G, vectors, seed=seed), progress=False, total=n
-        )
-        real = metrics.extract(classifier, test.images[:n], progress=False)
+        fashion = self.data.name.startswith("fashion-mnist")
+        if fashion:
+            extractor = metrics.make_extractor("fashion", device=device)
+        else:
+            dims = metrics.largest_fid_dims(len(test))
+            extractor = metrics.InceptionFeatures(device=device, dims=dims)
+        samples = sample_conditioned(G, vectors, seed=seed)
+        fake = metrics.extract(extractor, samples, progress=False, total=n)
+        real = metrics.extract(extractor, test.images[:n], progress=False)
+        labels = test.labels[index]
+        if fashion:
+            fidelity = metrics.text_fidelity(fake["logits"], labels)
+        else:
+            fidelity = metrics.nearest_label_fidelity(
+                fake["features"], labels, real["features"], test.labels[: len(real["features"])]
+            )
         precision, recall = metrics.precision_recall(real["features"], fake["features"])
-        fidelity = metrics.text_fidelity(fake["logits"], test.labels[index])
-        return {"text_fidelity": fidelity, "precision": precision, "recall": recall}
+        return {
+            "text_fidelity": fidelity,
+            "fid": metrics.fid(fake["features"], real["features"]),
+            "precision": precision,
+            "recall": recall,
+        }
 
     def evaluator(self, task):
         n = task.config.eval_n
@@ -200,8 +215,8 @@ class SoundSource(ConditionSource):
 
     def score(self, G: nn.Module, n: int, device, seed: int = 0, encoder=None) -> dict:
         """n images from the real voices' clips (cycling), read by the digit classifier:
-        "sound_agreement" (share classified as the spoken digit), "precision" / "recall"
-        against the MNIST test images on its features."""
+        "sound_agreement" (share classified as the spoken digit), "fid", "precision" /
+        "recall" against the MNIST test images on its features."""
         from .. import metrics
         from ..data import load_dataset
         from ..metrics.generators import sample_conditioned
@@ -217,7 +232,12 @@ class SoundSource(ConditionSource):
         real = metrics.extract(classifier, real_images, progress=False)
         precision, recall = metrics.precision_recall(real["features"], fake["features"])
         agreement = metrics.text_fidelity(fake["logits"], test.labels[index])
-        return {"sound_agreement": agreement, "precision": precision, "recall": recall}
+        return {
+            "sound_agreement": agreement,
+            "fid": metrics.fid(fake["features"], real["features"]),
+            "precision": precision,
+            "recall": recall,
+        }
 
     def evaluator(self, task):
         n = task.config.eval_n

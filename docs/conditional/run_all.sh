@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Trains the conditional generators on the CPU: a class label, a caption and a spoken
+# digit, each through the same G (conditional batch norm) and the same matching-aware
+# projection D; scores each with `gankernels eval` (10000 samples: FID, precision /
+# recall, and the condition's fidelity) and collects the grids (one row per condition),
+# logs and scores shown in docs/conditional/README.md (python docs/conditional/summarize.py).
+#
+#   bash docs/conditional/run_all.sh                 # all runs, two at a time, one thread each
+#   bash docs/conditional/run_all.sh dcgan-label     # only these
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GK=${GK:-.venv/bin/gankernels}
+OUT=${OUT:-runs/conditional}
+DOCS=docs/conditional
+
+# name: flags of `gankernels train` (defaults for everything not named)
+declare -A RUNS=(
+  # the targets' command: default flags
+  [dcgan-label]="--model dcgan --conditional --data mnist --steps 3000"
+  # the classic input (label embedding beside z) under the same objective: G drops z
+  [dcgan-label-concat]="--model dcgan --conditional --data mnist --steps 3000 --model-option g_cond=concat"
+  [dcgan-label-nomatch]="--model dcgan --conditional --data mnist --steps 3000 --no-matching"
+  [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
+  [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000"
+  [dcgan-text-emoji]="--model dcgan --condition text --data emoji:captions --steps 3000"
+  [dcgan-sound]="--model dcgan --condition sound --data mnist --steps 3000"
+  [dcgan-sound-scratch]="--model dcgan --condition sound --data mnist --steps 3000 --sound-encoder scratch"
+)
+ORDER=(dcgan-label sngan-label dcgan-text dcgan-sound dcgan-label-concat dcgan-label-nomatch
+       dcgan-text-emoji dcgan-sound-scratch)
+
+if [ "${1:-}" = "--one" ]; then
+  name=$2
+  [ -n "${RUNS[$name]+x}" ] || { echo "unknown run $name; known: ${!RUNS[*]}"; exit 2; }
+  export OMP_NUM_THREADS=1
+  # shellcheck disable=SC2086
+  $GK train ${RUNS[$name]} --no-progress --overwrite --out "$OUT/$name" \
+    > "$OUT/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+  cp "$OUT/$name/samples.png" "$DOCS/$name.png"
+  cp "$OUT/$name/log.csv" "$DOCS/$name.csv"
+  $GK eval --ckpt "$OUT/$name/last.pt" --n 10000 --no-progress \
+    --json "$DOCS/$name.eval.json" > "$OUT/$name.eval.log" 2>&1 || { echo "FAILED eval $name"; exit 1; }
+  echo "$name: $(grep images/s "$OUT/$name.log")"
+  exit 0
+fi
+
+mkdir -p "$OUT"
+if [ $# -gt 0 ]; then names=("$@"); else names=("${ORDER[@]}"); fi
+printf '%s\n' "${names[@]}" | xargs -P "${JOBS:-2}" -n 1 bash "$0" --one
