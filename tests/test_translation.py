@@ -175,6 +175,10 @@ def test_translate_and_eval_commands(tmp_path, pairs_dir, capsys):
     assert main(argv) == 0
     identity = json.loads((tmp_path / "id.json").read_text())
     assert identity["model"] == "identity" and identity["l1"] > 0.1
+    # a translation checkpoint is not a noise-to-image generator
+    capsys.readouterr()
+    assert main(["generate", "--ckpt", ckpt, "--out", str(tmp_path / "g.png")]) == 2
+    assert "holds a pix2pix model" in capsys.readouterr().err
 
 
 def test_wrong_kind_of_checkpoint_for_translate(tmp_path, capsys):
