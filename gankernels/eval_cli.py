@@ -53,10 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--extractor",
         choices=metrics.EXTRACTORS,
-        default="digits",
-        help="digits: the digit classifier (MNIST-like data; has logits for IS and modes); "
-        "inception: the standard FID Inception-v3 (pool features; with a pt_inception "
-        "--weights file also logits for IS and modes)",
+        help="digits (default; translation: inception): the digit classifier (MNIST-like "
+        "data; has logits for IS and modes); inception: the standard FID Inception-v3 "
+        "(pool features; with a pt_inception --weights file also logits for IS and modes); "
+        "fashion: our Fashion-MNIST classifier (its 256 features)",
     )
     parser.add_argument(
         "--weights",
@@ -130,6 +130,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             return evaluate_conditioned(args, ckpt, device)
         args.data = args.data or ckpt["config"].get("data")
     args.data = args.data or "mnist"
+    args.extractor = args.extractor or "digits"
     chosen = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     size = args.image_size
     if args.ckpt:
@@ -200,12 +201,16 @@ def evaluate_translation(args: argparse.Namespace, ckpt: dict | None, device) ->
         output = source if source.shape[1] == target.shape[1] else _convert(source, target)
     else:
         output = translate(G, source, direction, args.batch)
-    dims = args.fid_dims or metrics.largest_fid_dims(n)
-    extractor = metrics.InceptionFeatures(args.weights, device, dims=dims)
+    if args.extractor in (None, "inception"):
+        dims = args.fid_dims or metrics.largest_fid_dims(n)
+        extractor = metrics.InceptionFeatures(args.weights, device, dims=dims)
+        name = f"inception{dims}"
+    else:  # a classifier's features (e.g. fashion for the Fashion-MNIST pairs)
+        extractor = metrics.make_extractor(args.extractor, args.weights, device)
+        name = args.extractor
     key = metrics.real_features_key(
-        data_name, f"{args.split}-{'b' if direction == 'a2b' else 'a'}", n, test.image_size,
-        f"inception{dims}",
-    )  # fmt: skip
+        data_name, f"{args.split}-{'b' if direction == 'a2b' else 'a'}", n, test.image_size, name
+    )
     real = None
     if not args.weights and not args.no_cache:
         real = metrics.cached_features(
@@ -222,7 +227,7 @@ def evaluate_translation(args: argparse.Namespace, ckpt: dict | None, device) ->
     scores["model"], scores["direction"] = model, direction
     scores["generated"] = args.ckpt or f"identity ({direction} inputs as outputs)"
     scores["real"] = f"{data_name} {args.split}, first {n} pairs"
-    scores["extractor"] = f"inception ({dims} features)"
+    scores["extractor"] = f"{name.rstrip('0123456789')} ({extractor.feature_dim} features)"
     scores["seconds"] = round(time.perf_counter() - t0, 1)
     return scores
 

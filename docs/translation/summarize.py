@@ -25,13 +25,14 @@ def _run_rows(name: str) -> tuple[str, str, str]:
     return last["step"], f"{rates[len(rates) // 2]:.0f}", f"{float(last['seconds']) / 60:.0f}"
 
 
-def _scores(e: dict) -> str:
-    fid = f"{e['fid']:.1f}" if "fid" in e else "-"
+def _scores(e: dict, fashion: dict | None) -> str:
+    fid = f"{e['fid']:.3f}" if "fid" in e else "-"
+    fid_fashion = f"{fashion['fid']:.2f}" if fashion else "-"
     kid = f"{e['kid']:.4f}" if "kid" in e else "-"
     cycle = f"{e['cycle_a']:.3f} / {e['cycle_b']:.3f}" if "cycle_a" in e else "-"
     return (
-        f"{e['l1']:.4f} | {e['psnr']:.2f} | {e['ssim']:.4f} | {fid} | {kid} | {cycle} | "
-        f"{e['num_pairs']} ({e['extractor']})"
+        f"{e['l1']:.4f} | {e['psnr']:.2f} | {e['ssim']:.4f} | {fid} | {kid} | {fid_fashion} | "
+        f"{cycle} | {e['num_pairs']} ({e['extractor']})"
     )
 
 
@@ -43,9 +44,11 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
         if not scores.exists():
             continue
         e = json.loads(scores.read_text())
+        extra_scores = DOCS / f"{name}.fashion.eval.json"
+        fashion = json.loads(extra_scores.read_text()) if extra_scores.exists() else None
         steps, rate, minutes = _run_rows(name)
         command = f"gankernels eval --{extra}" if extra.startswith("identity") else extra
-        rows.append(f"| {name} | `{command}` | {steps} | {rate} | {minutes} | {_scores(e)} |")
+        rows.append(f"| {name} | `{command}` | {steps} | {rate} | {minutes} | {_scores(e, fashion)} |")
         if (DOCS / f"{name}.png").exists():
             grids.append(
                 f"### {name}\n\n`gankernels train {extra}`\n\n![{name}]({name}.png)\n\n"
@@ -61,14 +64,16 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
         "outputs against the true targets (images in [0, 1]; SSIM with an 11x11 Gaussian",
         "window, sigma 1.5, as scikit-image), FID and KID of the outputs against the targets",
         "on Inception features (pool3 when the pairs outnumber its 2048 dimensions, else an",
-        "earlier block's, as named). CycleGAN's cycle columns: |b2a(a2b(a)) - a| and",
+        "earlier block's, as named); for the Fashion-MNIST pairs also FID on our",
+        "Fashion-MNIST classifier's 256 features (`--extractor fashion`), which sees these",
+        "32 px grey images at their own size. CycleGAN's cycle columns: |b2a(a2b(a)) - a| and",
         "|a2b(b2a(b)) - b|. Identity rows score the input itself as the output.",
         "Grids: rows of held-out inputs, outputs and true targets (CycleGAN: then the",
         "targets translated back).",
         "",
         "| run | flags | steps | images/s | minutes | L1 | PSNR (dB) | SSIM | FID | KID | "
-        "cycle L1 (a / b) | pairs (features) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "FID (fashion) | cycle L1 (a / b) | pairs (features) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         NOTES.read_text().strip() if NOTES.exists() else "",
