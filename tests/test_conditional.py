@@ -189,11 +189,10 @@ def test_eval_scores_a_text_run_on_held_out_captions(tmp_path, captions_installe
     """`gankernels eval` on a text run: fidelity, FID, precision / recall of samples for
     the test captions (the digit classifier stands in for the Fashion-MNIST one, which is
     trained on first use)."""
+    import importlib.util
     import json
 
     from gankernels import metrics
-
-    import importlib.util
 
     if importlib.util.find_spec("digit_recognizer") is None:
         pytest.skip("the digit classifier's package (digit-recognizer-py) is not installed")

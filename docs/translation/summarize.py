@@ -48,7 +48,9 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
         fashion = json.loads(extra_scores.read_text()) if extra_scores.exists() else None
         steps, rate, minutes = _run_rows(name)
         command = f"gankernels eval --{extra}" if extra.startswith("identity") else extra
-        rows.append(f"| {name} | `{command}` | {steps} | {rate} | {minutes} | {_scores(e, fashion)} |")
+        rows.append(
+            f"| {name} | `{command}` | {steps} | {rate} | {minutes} | {_scores(e, fashion)} |"
+        )
         if (DOCS / f"{name}.png").exists():
             grids.append(
                 f"### {name}\n\n`gankernels train {extra}`\n\n![{name}]({name}.png)\n\n"
