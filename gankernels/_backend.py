@@ -5,6 +5,8 @@ Backends:
   cpu        the C++ extension's CPU kernels (OpenMP)
   triton     Triton kernels: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1
   cuda       the C++ extension's CUDA kernels
+  cuda-emu   the same CUDA kernels emulated on the CPU (csrc/emu), on CPU tensors: a test
+             backend, slow, never chosen by `auto`; built on first use
 
 `auto` (the default) picks, per call, the fastest available backend for the tensors'
 device. Choose with `set_backend`, `use_backend` or the GANKERNELS_BACKEND variable.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import functools
 import importlib
 import os
@@ -25,7 +28,7 @@ import torch
 
 from . import _build
 
-BACKENDS = ("reference", "cpu", "triton", "cuda")
+BACKENDS = ("reference", "cpu", "triton", "cuda", "cuda-emu")
 CHOICES = ("auto", *BACKENDS)
 
 # Order tried by `auto` for each device type.
@@ -47,7 +50,8 @@ _override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def set_backend(name: str) -> None:
-    """Use backend `name` ('auto', 'reference', 'cpu', 'triton', 'cuda') from now on."""
+    """Use backend `name` ('auto', 'reference', 'cpu', 'triton', 'cuda', 'cuda-emu') from
+    now on."""
     global _global_choice
     _global_choice = _validate(name, "set_backend(name)")
 
@@ -143,6 +147,37 @@ def extension():
 
 
 # ---------------------------------------------------------------------------------------
+# The CUDA kernels emulated on the CPU (the cuda-emu test backend).
+
+
+def emu_flavour() -> str:
+    """The build of the emulated kernels this process can load: the one instrumented with
+    AddressSanitizer + UBSan when the ASan runtime is loaded (LD_PRELOAD), else one
+    without sanitizers."""
+    return "address" if hasattr(ctypes.CDLL(None), "__asan_init") else "none"
+
+
+@functools.cache
+def _emu_extension() -> object:
+    """The emulated CUDA kernels (gk_cuda_emu), built on first use (a few minutes)."""
+    import importlib.machinery
+    import importlib.util
+
+    path = _build.emu_build(emu_flavour())
+    loader = importlib.machinery.ExtensionFileLoader(_build.EMU_MODULE, str(path))
+    spec = importlib.util.spec_from_loader(_build.EMU_MODULE, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def emu_extension():
+    """The emulated CUDA kernels' module: the same `<op>_cuda` functions as the real
+    extension, on CPU tensors. Raises RuntimeError when it cannot be built."""
+    return _emu_extension()
+
+
+# ---------------------------------------------------------------------------------------
 # Availability and per-call resolution.
 
 
@@ -175,18 +210,19 @@ def availability() -> dict[str, tuple[bool, str]]:
         status["cuda"] = (False, "no CUDA device")
     else:
         status["cuda"] = (True, "")
+    status["cuda-emu"] = _build.emu_build_possible()
     return status
 
 
 def backends() -> dict[str, bool]:
-    """{'reference': True, 'cpu': bool, 'triton': bool, 'cuda': bool}"""
+    """{'reference': True, 'cpu': bool, 'triton': bool, 'cuda': bool, 'cuda-emu': bool}"""
     return {name: ok for name, (ok, _) in availability().items()}
 
 
 def _serves(backend: str, device_type: str) -> bool:
     if backend == "reference":
         return True
-    if backend == "cpu":
+    if backend in ("cpu", "cuda-emu"):
         return device_type == "cpu"
     if backend == "cuda":
         return device_type == "cuda"
@@ -230,11 +266,15 @@ def _choose(selected: str, device_type: str) -> str:
 def kernel_table(backend: str, names: tuple[str, ...], reference: dict, triton_module: str):
     """{name: kernel} of one op's kernels in `backend`, all with the reference signature:
     reference_<name> from `reference` (the op module's globals), <name> from
-    gankernels.triton.<triton_module>, or <name>_<backend> from the C++ extension."""
+    gankernels.triton.<triton_module>, <name>_<backend> from the C++ extension, or
+    <name>_cuda from the emulated CUDA kernels."""
     if backend == "reference":
         return {name: reference[f"reference_{name}"] for name in names}
     if backend == "triton":
         module = importlib.import_module(f"gankernels.triton.{triton_module}")
         return {name: getattr(module, name) for name in names}
+    if backend == "cuda-emu":
+        emu = emu_extension()
+        return {name: getattr(emu, f"{name}_cuda") for name in names}
     ext = extension()
     return {name: getattr(ext, f"{name}_{backend}") for name in names}

@@ -1,0 +1,149 @@
+// Deliberately broken kernels (and their fixed versions) for tests/test_cuda_emu.py: each
+// bug must be caught by the CPU emulation of csrc/emu, by a sanitizer report or by a
+// wrong result. Built with the emulator like csrc/cuda/*.cu; run as
+//   planted_bugs CASE      (prints the result, or the launch error; exit 0)
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.cuh"
+
+namespace {
+
+using gankernels::load_pack;
+using gankernels::Pack;
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+
+// y[i] = x[i + shift]: shift 1 reads one element past the end of x.
+__global__ void shifted_copy(const float* x, float* y, int n, int shift) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i + shift];
+}
+
+// y[i + shift] = 2 x[i]: shift 1 writes one element past the end of y.
+__global__ void shifted_double(const float* x, float* y, int n, int shift) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i + shift] = 2 * x[i];
+}
+
+// out[block] = sum of the block's x, through per-warp sums in shared memory. With
+// `all_warps` false the first warp adds kWarps sums but only warps 0..kWarps-2 wrote
+// theirs: the last one is read uninitialised.
+__global__ void block_sum(const float* x, float* out, bool all_warps) {
+  __shared__ float warp_sums[kWarps];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float v = x[blockIdx.x * blockDim.x + threadIdx.x];
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (lane == 0 && (all_warps || warp < kWarps - 1)) warp_sums[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0;
+    for (int w = 0; w < kWarps; ++w) total += warp_sums[w];
+    out[blockIdx.x] = total;
+  }
+}
+
+// y[i] = x[i] + x[i+1] (x[0] for the last thread) through shared memory; without the
+// barrier a thread may read its neighbour's slot before the neighbour wrote it.
+__global__ void neighbour_sum(const float* x, float* y, bool barrier) {
+  __shared__ float tile[kThreads];
+  const int t = threadIdx.x;
+  tile[t] = x[blockIdx.x * blockDim.x + t];
+  if (barrier) __syncthreads();
+  y[blockIdx.x * blockDim.x + t] = tile[t] + tile[(t + 1) % kThreads];
+}
+
+// Writes one element past a shared array.
+__global__ void shared_overflow(float* y) {
+  __shared__ float tile[kThreads];
+  tile[threadIdx.x + 1] = 1.0f;
+  __syncthreads();
+  y[threadIdx.x] = tile[threadIdx.x];
+}
+
+// Half of each warp shuffles (with a full mask) while the other half has gone on to
+// the barrier: on a GPU a hang or garbage, here a launch failure.
+__global__ void divergent_shuffle(float* y) {
+  const int lane = threadIdx.x % 32;
+  float v = static_cast<float>(threadIdx.x);
+  if (lane < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);
+  __syncthreads();
+  y[threadIdx.x] = v;
+}
+
+// A 16-byte load from a pointer that is only 4-byte aligned (x + 1).
+__global__ void misaligned_pack(const float* x, float* y) {
+  const Pack<float, 4> p = load_pack<float, 4>(x + 1, threadIdx.x);
+  y[threadIdx.x] = p.v[0];
+}
+
+// y = dynamic shared memory read back after each thread wrote its own slot (fine), or
+// after only the even threads did (odd slots are read uninitialised).
+__global__ void dynamic_shared(float* y, bool all) {
+  extern __shared__ float dyn[];
+  if (all || threadIdx.x % 2 == 0) dyn[threadIdx.x] = static_cast<float>(threadIdx.x);
+  __syncthreads();
+  y[threadIdx.x] = dyn[threadIdx.x];
+}
+
+float* device_floats(int n, float first) {
+  // Exactly n elements: AddressSanitizer sees the end of the buffer.
+  float* p = static_cast<float*>(malloc(sizeof(float) * n));
+  for (int i = 0; i < n; ++i) p[i] = first + static_cast<float>(i % 7);
+  return p;
+}
+
+void print(const float* y, int n) {
+  for (int i = 0; i < n; ++i) printf("%g ", y[i]);
+  printf("\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: planted_bugs CASE\n");
+    return 2;
+  }
+  const std::string c = argv[1];
+  const int blocks = 3, n = blocks * kThreads;
+  float* x = device_floats(n, 1.0f);
+  float* y = device_floats(n, 0.0f);
+  if (c == "oob_read" || c == "oob_read_fixed") {
+    GK_LAUNCH(blocks, kThreads, 0, nullptr, shifted_copy)(x, y, n, c == "oob_read" ? 1 : 0);
+  } else if (c == "oob_write" || c == "oob_write_fixed") {
+    GK_LAUNCH(blocks, kThreads, 0, nullptr, shifted_double)(x, y, n, c == "oob_write" ? 1 : 0);
+  } else if (c == "uninit_shared" || c == "uninit_shared_fixed") {
+    GK_LAUNCH(blocks, kThreads, 0, nullptr, block_sum)(x, y, c == "uninit_shared_fixed");
+  } else if (c == "missing_barrier" || c == "missing_barrier_fixed") {
+    GK_LAUNCH(blocks, kThreads, 0, nullptr, neighbour_sum)(x, y, c == "missing_barrier_fixed");
+  } else if (c == "shared_oob") {
+    GK_LAUNCH(1, kThreads, 0, nullptr, shared_overflow)(y);
+  } else if (c == "divergent_shuffle") {
+    GK_LAUNCH(1, kThreads, 0, nullptr, divergent_shuffle)(y);
+  } else if (c == "misaligned") {
+    GK_LAUNCH(1, 32, 0, nullptr, misaligned_pack)(x, y);
+  } else if (c == "dynamic_shared" || c == "dynamic_shared_fixed") {
+    GK_LAUNCH(1, kThreads, kThreads * sizeof(float), nullptr, dynamic_shared)(
+        y, c == "dynamic_shared_fixed");
+  } else {
+    fprintf(stderr, "unknown case %s\n", c.c_str());
+    return 2;
+  }
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    printf("launch failed: %s\n", cudaGetErrorString(err));
+    return 0;
+  }
+  print(y, n);
+  free(x);
+  free(y);
+  return 0;
+}
