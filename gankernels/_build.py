@@ -246,7 +246,7 @@ def emu_sources_hash(sanitize: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def emu_build(sanitize: str = "address") -> Path:
+def emu_build(sanitize: str = "address", jobs: int | None = None) -> Path:
     """The emulated CUDA kernels as a torch extension module (gk_cuda_emu), built once per
     source hash; returns the path of the .so. Safe to call from several processes."""
     import fcntl
@@ -275,6 +275,7 @@ def emu_build(sanitize: str = "address") -> Path:
             shared=True,
             extra_cflags=cflags,
             extra_ldflags=ldflags,
+            jobs=jobs,
         )
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)

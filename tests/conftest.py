@@ -31,6 +31,15 @@ KERNEL_BACKEND = "cuda-emu" if CUDA_EMU else "cuda"
 # Cases too large for the emulation (about a microsecond per emulated thread), kept for
 # the GPU.
 GPU_ONLY = pytest.mark.skipif(CUDA_EMU, reason="too large for the CPU emulation")
+
+
+def emulate_only_if(keep: bool) -> None:
+    """Skips a large case in the emulation unless `keep`: a few of the large cases (seconds
+    each there) run, chosen to take every code path the others take."""
+    if CUDA_EMU and not keep:
+        pytest.skip("a large case the CPU emulation leaves to the GPU (a subset of them runs)")
+
+
 # pytestmark of the CUDA kernel tests.
 CUDA_KERNEL_MARKS = [
     pytest.mark.cuda,
@@ -53,12 +62,27 @@ def _is_cuda_kernel_test(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("GANKERNELS_TEST_ONE_CASE") == "1":
+        _keep_one_case_per_test(config, items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "cuda" in item.keywords and not (CUDA_EMU and _is_cuda_kernel_test(item)):
             item.add_marker(skip)
+
+
+def _keep_one_case_per_test(config, items):
+    """GANKERNELS_TEST_ONE_CASE=1: the first case of each test function only (one small run
+    of each test, for compute-sanitizer in bench/gpu_check.sh)."""
+    seen, keep, drop = set(), [], []
+    for item in items:
+        key = (item.nodeid.split("::")[0], getattr(item, "originalname", item.name))
+        (drop if key in seen else keep).append(item)
+        seen.add(key)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def available_backends() -> list[tuple[str, str]]:

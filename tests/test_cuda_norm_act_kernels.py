@@ -12,7 +12,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import CUDA_KERNEL_MARKS, KERNEL_BACKEND, KERNEL_DEVICE, cuda_extension
+from conftest import CUDA_KERNEL_MARKS, GPU_ONLY, KERNEL_BACKEND, KERNEL_DEVICE, cuda_extension
 from torch import nn
 
 import gankernels as gk
@@ -28,7 +28,15 @@ TOL = {
     torch.float16: dict(rtol=3e-3, atol=3e-3),
     torch.bfloat16: dict(rtol=2e-2, atol=2e-2),
 }
-SHAPES = [(2, 3, 5, 7), (3, 4, 33), (9, 5), (4, 64, 16, 16)]
+# (2, 5, 19, 23): planes and channels longer than a block (several turns of the loops);
+# (4, 64, 16, 16), a real layer's, only on a GPU.
+SHAPES = [
+    (2, 3, 5, 7),
+    (3, 4, 33),
+    (9, 5),
+    (2, 5, 19, 23),
+    pytest.param((4, 64, 16, 16), marks=GPU_ONLY),
+]
 
 
 @pytest.fixture(scope="module")
