@@ -114,6 +114,8 @@ def emu_rewrite_shared(source: str) -> str:
 
     def rewrite(m: re.Match) -> str:
         t, name, dims = m["type"].strip(), m["name"], m["dims"].strip()
+        if "," in re.sub(r"<[^<>]*>", "", re.sub(r"<[^<>]*>", "", t)):
+            return m.group(0)  # several declarators (`int a, b;`): one a line, please
         if m["extern"]:
             if dims != "[]":
                 return m.group(0)

@@ -148,6 +148,8 @@ def test_rewrite_shared_declarations():
         "  __shared__ int count;\n"
         "  extern __shared__ float dyn[];\n"
         "  // __shared__ in a comment stays a comment\n"
+        "  __shared__ Pack<T, 4> packs[2];\n"
+        "  __shared__ int a, b;\n"
     )
     out = _build.emu_rewrite_shared(src)
     assert out.count("\n") == src.count("\n")  # lines of diagnostics stay where they were
@@ -161,6 +163,15 @@ def test_rewrite_shared_declarations():
     assert "int &count = ::gk_emu::shared<int>(&gk_site_count);" in lines[2]
     assert lines[3] == "  float* const dyn = ::gk_emu::dynamic_shared<float>();"
     assert lines[4] == src.splitlines()[4]
+    assert "Pack<T, 4> (&packs)[2] = ::gk_emu::shared<Pack<T, 4>[2]>(" in lines[5]
+    assert lines[6] == src.splitlines()[6]  # left alone: a compile error (next test)
+
+
+def test_a_shared_declaration_not_rewritten_is_a_compile_error(tmp_path):
+    source = tmp_path / "two_declarators.cu"
+    source.write_text("__global__ void k(int* y) { __shared__ int a, b; y[0] = a + b; }\n")
+    with pytest.raises(RuntimeError, match="gk_emu_shared_declaration_was_not_rewritten"):
+        _build.emu_compile([source], tmp_path / "k.o", "none", shared=True, jobs=1)
 
 
 def test_every_shared_declaration_of_the_kernels_is_rewritten():
@@ -250,6 +261,14 @@ def test_misaligned_vector_load_is_reported(planted_bugs):
     proc = _run(planted_bugs, "misaligned")
     assert proc.returncode != 0
     assert "misaligned address" in proc.stderr and "16 byte alignment" in proc.stderr
+
+
+def test_collectives_votes_barriers_and_atomics_follow_cuda(planted_bugs):
+    """Shuffles (with widths, partial masks, 8- and 2-byte values), votes, counting
+    barriers and atomics against the CUDA Programming Guide's definitions."""
+    proc = _run(planted_bugs, "collectives")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "collectives ok"
 
 
 def test_divergent_warp_collective_fails_the_launch(planted_bugs):

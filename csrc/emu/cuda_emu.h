@@ -1,34 +1,38 @@
 // CPU emulation of the CUDA execution model, for testing our .cu kernels with g++
 // (under AddressSanitizer and UBSan) on a machine without a GPU.
 //
-// Build: compile a .cu file as C++ with -DGK_CUDA_EMU, `-include csrc/emu/cuda_emu.h`,
-// the CUDA toolkit's include directory, and its __shared__ declarations rewritten
-// (gankernels/_build.py: emu_rewrite_shared; see "Shared memory" below). Kernel bodies
-// are compiled unchanged; launch sites use GK_LAUNCH (common.cuh), which is the
-// triple-chevron launch under nvcc and gk_emu::launch here.
+// Build (gankernels/_build.py, emu_compile): a .cu file is compiled as C++ with
+// -DGK_CUDA_EMU, `-include csrc/emu/cuda_emu.h` and the CUDA toolkit's headers, after
+// one rewrite of its text: each `__shared__ T name[dims];` and `extern __shared__ T
+// name[];` (one declaration a line) becomes a reference to memory this header allocates
+// per block (emu_rewrite_shared says why). Kernel bodies are otherwise compiled
+// unchanged; launch sites use GK_LAUNCH (common.cuh), the triple-chevron launch under
+// nvcc and gk_emu::launch here.
 //
 // What is modelled:
 // - A launch runs every block of the grid, one block at a time, in a shuffled order,
 //   on the calling thread; it returns when the grid is done (launches are synchronous;
 //   the stream argument is ignored).
 // - The threads of a block are fibers on that one OS thread (a small stack switch on
-//   x86-64, ucontext elsewhere). A fiber runs
-//   until it reaches a synchronisation point (__syncthreads, a warp collective) or
-//   returns; then the next one runs. Between two synchronisation points the fibers of
-//   a block run one after another in a fresh random order (seeded by GK_EMU_SEED and the
-//   launch count, so runs are reproducible): a missing __syncthreads() shows up as a
-//   read of a value that has not been written yet.
+//   x86-64, ucontext elsewhere). A fiber runs until it reaches a synchronisation point
+//   (__syncthreads, a warp collective) or returns; then the next one runs. Between two
+//   synchronisation points the fibers of a block run one after another in a fresh
+//   random order (seeded by GK_EMU_SEED and the launch count, so runs are
+//   reproducible): a missing __syncthreads() shows up as a read of a value that has not
+//   been written yet.
 // - __syncthreads() (and _count/_and/_or) is a barrier over the block's threads that
-//   have not returned. A barrier that some threads can never reach is reported.
+//   have not returned (threads that returned count as arrived, as on sm_70 and later).
 // - Warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync,
 //   __syncwarp) complete once every lane named in the mask has reached one; lanes of a
 //   warp are threads 32w .. 32w+31 of the block (linear thread index). A mask that
-//   names an exited lane, lanes that wait on different collectives, or a mask without
-//   the calling lane are reported. Reading a lane outside the mask gives poison bits.
+//   names an exited or missing lane or leaves out the calling lane, lanes of a mask
+//   waiting in different collectives, and a lane waiting in a collective for one that
+//   waits at a barrier fail the launch (cudaErrorLaunchFailure, with the reason in
+//   cudaGetErrorString). Reading a lane outside the mask gives poison bits.
 // - __shared__ memory is allocated per block, filled with 0xff bytes (NaN in every
-//   floating type) before the block starts, and freed after it, so reading shared
-//   memory nobody wrote this block gives NaN, and AddressSanitizer sees accesses past
-//   a shared array. Dynamic shared memory (extern __shared__, the launch's smem bytes)
+//   floating type) before the block uses it, and freed after the block, so reading
+//   shared memory nobody wrote in this block gives NaN, and AddressSanitizer sees
+//   accesses past a shared array. Dynamic shared memory (the launch's smem bytes)
 //   likewise.
 // - Atomics: a fiber is never interrupted inside one, so they are plain
 //   read-modify-writes.
@@ -40,16 +44,17 @@
 //
 // What is NOT modelled (a kernel that passes here may still be wrong on a GPU):
 // - memory ordering and visibility beyond barriers and collectives: every write is
-//   seen at once by every later read (no weak memory, no caching, no __threadfence
+//   seen at once by every later read (no weak memory, no caches, no __threadfence
 //   needed), so missing fences and races between blocks are not found;
 // - warp-synchronous code without _sync intrinsics (implicit lock-step of a warp);
-// - the numbers of --use_fast_math (the emulation uses libm: expf, not __expf) and
-//   the GPU's fma contraction: results agree to rounding, not bit for bit;
+// - all interleavings: each run tries one random schedule per barrier interval, so a
+//   race whose outcome does not change the result on that schedule passes;
+// - the numbers of --use_fast_math (libm's expf here, not __expf) and of the GPU's fma
+//   contraction: results agree to rounding, not bit for bit;
 // - __launch_bounds__, register and occupancy limits, static shared memory limits
-//   (ptxas checks those at compile time), streams, events, performance;
-// - out-of-bounds accesses between two shared arrays that are both in bounds of the
-//   block's allocation are caught (each array is its own allocation), but an access
-//   that lands inside some other live heap object is not (that is ASan's limit too).
+//   (ptxas checks those when nvcc compiles), streams, events, performance;
+// - an out-of-bounds access that lands inside another live allocation (ASan sees the
+//   bytes around each allocation, not which allocation an index meant).
 
 #pragma once
 
@@ -251,8 +256,10 @@ struct Runtime {
   void* body_arg = nullptr;
   std::vector<SharedSlot> shared;
   unsigned char* dynamic_shared = nullptr;
-  size_t dynamic_shared_bytes = 0;
-  int barrier_sum = 0;  // sum of __syncthreads_count predicates of the waiting threads
+  // The last barrier: how many threads it released, how many of their predicates were
+  // non-zero (__syncthreads_count/_and/_or).
+  int barrier_threads = 0;
+  int barrier_true = 0;
 
   // Fibers and their stacks, kept between launches.
   Fiber* fibers = nullptr;
@@ -385,7 +392,7 @@ inline int barrier(int predicate) {
   f.state = State::Barrier;
   f.predicate = predicate;
   yield();
-  return rt.barrier_sum;
+  return rt.barrier_true;
 }
 
 inline uint64_t collective(Op op, unsigned mask, uint64_t value, int arg, int width) {
@@ -540,11 +547,12 @@ inline void run_block() {
       if (progress) continue;
     }
     if (at_barrier + done == rt.nthreads) {
-      rt.barrier_sum = 0;
+      rt.barrier_threads = rt.barrier_true = 0;
       for (int i = 0; i < rt.nthreads; ++i) {
         Fiber& f = rt.fibers[i];
         if (f.state == State::Barrier) {
-          rt.barrier_sum += f.predicate != 0;
+          rt.barrier_threads += 1;
+          rt.barrier_true += f.predicate != 0;
           f.state = State::Ready;
         }
       }
@@ -610,7 +618,6 @@ inline void run_grid(const char* name, dim3 grid, dim3 block, size_t smem,
   rt.body = body;
   rt.body_arg = arg;
   rt.failed = false;
-  rt.dynamic_shared_bytes = smem;
   rt.dynamic_shared = smem ? static_cast<unsigned char*>(malloc(smem)) : nullptr;
 
   const uint64_t nblocks = uint64_t{grid.x} * grid.y * grid.z;
@@ -709,14 +716,14 @@ uint64_t to_bits(T v) {
   static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable_v<T>,
                 "warp shuffles move values of at most 8 bytes");
   uint64_t bits = 0;
-  memcpy(&bits, &v, sizeof(T));
+  memcpy(&bits, static_cast<const void*>(&v), sizeof(T));
   return bits;
 }
 
 template <typename T>
 T from_bits(uint64_t bits) {
   T v;
-  memcpy(&v, &bits, sizeof(T));
+  memcpy(static_cast<void*>(&v), &bits, sizeof(T));
   return v;
 }
 
@@ -734,7 +741,7 @@ constexpr int warpSize = 32;
 inline void __syncthreads() { ::gk_emu::detail::barrier(0); }
 inline int __syncthreads_count(int p) { return ::gk_emu::detail::barrier(p); }
 inline int __syncthreads_and(int p) {
-  return ::gk_emu::detail::barrier(p) == ::gk_emu::detail::rt.nthreads;
+  return ::gk_emu::detail::barrier(p) == ::gk_emu::detail::rt.barrier_threads;
 }
 inline int __syncthreads_or(int p) { return ::gk_emu::detail::barrier(p) != 0; }
 

@@ -93,6 +93,79 @@ __global__ void dynamic_shared(float* y, bool all) {
   y[threadIdx.x] = dyn[threadIdx.x];
 }
 
+// The emulator's collectives, shuffles, votes, counting barriers and atomics against
+// their CUDA definitions: each thread of a 64-thread block writes kResults values.
+constexpr int kResults = 16;
+
+__global__ void collectives(int* out) {
+  __shared__ int counter;
+  __shared__ int biggest;
+  __shared__ int swapped;
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32;
+  const unsigned full = 0xffffffffu;
+  if (t == 0) counter = biggest = swapped = 0;
+  __syncthreads();
+  const int v = lane * 3 + warp;
+  int* o = out + t * kResults;
+  o[0] = __shfl_sync(full, v, 5);
+  o[1] = __shfl_sync(full, v, lane + 1, 8);  // within groups of 8 lanes
+  o[2] = __shfl_up_sync(full, v, 2);
+  o[3] = __shfl_up_sync(full, v, 2, 16);
+  o[4] = __shfl_down_sync(full, v, 3);
+  o[5] = __shfl_xor_sync(full, v, 16);
+  o[6] = static_cast<int>(__ballot_sync(full, lane % 3 == 0));
+  o[7] = __any_sync(full, lane == 7) + 2 * __all_sync(full, lane < 31);
+  // Two half-warps in different collectives at once, each with its own mask.
+  if (lane < 16) {
+    o[8] = __shfl_xor_sync(0x0000ffffu, v, 1);
+  } else {
+    o[8] = static_cast<int>(__ballot_sync(0xffff0000u, lane % 2 == 0));
+  }
+  o[9] = static_cast<int>(__shfl_sync(full, 0.5 + v, 31) * 2);  // an 8-byte value
+  o[10] = static_cast<int>(__half2float(__shfl_xor_sync(full, __float2half(v), 1)));
+  o[11] = __syncthreads_count(t % 4 == 0);
+  o[12] = __syncthreads_and(t < 64) + 2 * __syncthreads_or(t == 63);
+  atomicAdd(&counter, 1);
+  atomicMax(&biggest, v);
+  atomicCAS(&swapped, 0, t + 1);  // exactly one thread's CAS succeeds
+  __syncthreads();
+  o[13] = counter;
+  o[14] = biggest;
+  o[15] = swapped > 0 && swapped <= 64;
+}
+
+// Expected collectives() output, from the CUDA Programming Guide's definitions.
+std::vector<int> expected_collectives() {
+  std::vector<int> want(64 * kResults);
+  auto v = [](int warp, int lane) { return lane * 3 + warp; };
+  for (int t = 0; t < 64; ++t) {
+    const int lane = t % 32, warp = t / 32;
+    int* o = want.data() + t * kResults;
+    o[0] = v(warp, 5);
+    o[1] = v(warp, (lane & ~7) + ((lane + 1) & 7));
+    o[2] = lane >= 2 ? v(warp, lane - 2) : v(warp, lane);
+    o[3] = lane % 16 >= 2 ? v(warp, lane - 2) : v(warp, lane);
+    o[4] = lane + 3 < 32 ? v(warp, lane + 3) : v(warp, lane);
+    o[5] = v(warp, lane ^ 16);
+    unsigned thirds = 0, evens = 0;
+    for (int l = 0; l < 32; ++l) {
+      if (l % 3 == 0) thirds |= 1u << l;
+      if (l >= 16 && l % 2 == 0) evens |= 1u << l;
+    }
+    o[6] = static_cast<int>(thirds);
+    o[7] = 1;
+    o[8] = lane < 16 ? v(warp, lane ^ 1) : static_cast<int>(evens);
+    o[9] = 2 * v(warp, 31) + 1;
+    o[10] = v(warp, lane ^ 1);
+    o[11] = 16;
+    o[12] = 3;
+    o[13] = 64;
+    o[14] = v(1, 31);
+    o[15] = 1;
+  }
+  return want;
+}
+
 float* device_floats(int n, float first) {
   // Exactly n elements: AddressSanitizer sees the end of the buffer.
   float* p = static_cast<float*>(malloc(sizeof(float) * n));
@@ -113,6 +186,25 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string c = argv[1];
+  if (c == "collectives") {
+    std::vector<int> out(64 * kResults, -7);
+    GK_LAUNCH(1, 64, 0, nullptr, collectives)(out.data());
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) {
+      printf("launch failed: %s\n", cudaGetErrorString(err));
+      return 0;
+    }
+    const std::vector<int> want = expected_collectives();
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (out[i] != want[i]) {
+        printf("thread %zu result %zu: %d, expected %d\n", i / kResults, i % kResults,
+               out[i], want[i]);
+        return 0;
+      }
+    }
+    printf("collectives ok\n");
+    return 0;
+  }
   const int blocks = 3, n = blocks * kThreads;
   float* x = device_floats(n, 1.0f);
   float* y = device_floats(n, 0.0f);
