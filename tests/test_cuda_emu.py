@@ -204,6 +204,11 @@ def _expected(case: str) -> list[float]:
             X[i] + X[(i // N_THREADS) * N_THREADS + (i % N_THREADS + 1) % N_THREADS]
             for i in range(N)
         ]
+    if case == "overwrite_before_read":
+        return [
+            10 * X[(i // N_THREADS) * N_THREADS + (i % N_THREADS + 32) % N_THREADS]
+            for i in range(N)
+        ]
     if case == "dynamic_shared":
         y[:N_THREADS] = [float(t) for t in range(N_THREADS)]
         return y
@@ -247,6 +252,16 @@ def test_uninitialised_shared_memory_and_missing_barrier_change_results(planted_
     wrong = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
     assert wrong and all(math.isnan(got[i]) for i in wrong), got[:16]
     assert _values(_run(planted_bugs, f"{case}_fixed")) == want
+
+
+def test_a_barrier_missing_before_an_overwrite_changes_results(planted_bugs):
+    """Warps run one after another between barriers, in a random order, each as far as it
+    can: one that runs ahead overwrites a value before the warp that reads it ran."""
+    got = _values(_run(planted_bugs, "overwrite_before_read"))
+    assert got != _expected("overwrite_before_read")
+    assert _values(_run(planted_bugs, "overwrite_before_read_fixed")) == _expected(
+        "overwrite_before_read"
+    )
 
 
 def test_shared_memory_overflow_is_reported(planted_bugs):

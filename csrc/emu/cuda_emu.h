@@ -15,11 +15,12 @@
 //   the stream argument is ignored).
 // - The threads of a block are fibers on that one OS thread (a small stack switch on
 //   x86-64, ucontext elsewhere). A fiber runs until it reaches a synchronisation point
-//   (__syncthreads, a warp collective) or returns; then the next one runs. Between two
-//   synchronisation points the fibers of a block run one after another in a fresh
-//   random order (seeded by GK_EMU_SEED and the launch count, so runs are
-//   reproducible): a missing __syncthreads() shows up as a read of a value that has not
-//   been written yet.
+//   (__syncthreads, a warp collective) or returns. Between two barriers the warps of a
+//   block run one after another in a random order, each as far as it can go, its lanes
+//   in a random order between its collectives (seeded by GK_EMU_SEED and the launch
+//   count, so runs are reproducible): a missing __syncthreads() shows up as a read of a
+//   value not written yet (the poison below) or already overwritten by a warp that ran
+//   ahead.
 // - __syncthreads() (and _count/_and/_or) is a barrier over the block's threads that
 //   have not returned (threads that returned count as arrived, as on sm_70 and later).
 // - Warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync,
@@ -515,13 +516,14 @@ inline bool complete_warp(int w) {
   return progress;
 }
 
-inline void run_block() {
-  std::vector<int> order;
-  order.reserve(rt.nthreads);
+// Runs the lanes of warp w, in a random order, until each of them waits at the barrier
+// or has returned; their collectives complete as soon as all lanes named arrive.
+inline void run_warp(int w, std::vector<int>& order) {
+  const int first = w * kWarp;
+  const int last = first + kWarp < rt.nthreads ? first + kWarp : rt.nthreads;
   for (;;) {
-    // One sweep: every ready fiber runs until it blocks or returns.
     order.clear();
-    for (int i = 0; i < rt.nthreads; ++i) {
+    for (int i = first; i < last; ++i) {
       if (rt.fibers[i].state == State::Ready) order.push_back(i);
     }
     shuffle(order);
@@ -529,38 +531,46 @@ inline void run_block() {
       resume(i);
       if (rt.failed) return;
     }
-    // Everyone is blocked or done: complete warp collectives, else the barrier.
-    bool progress = false, waiting_warp = false;
+    if (!complete_warp(w)) return;  // nobody in a collective (or a failure)
+  }
+}
+
+// One block: between two barriers the warps run one after another, in a random order,
+// each as far as it can go: a warp may read what another warp writes only after the
+// barrier, and may overwrite what another reads only after the next one, so a missing
+// barrier of either kind leaves a read of a value that is not there yet (poison) or no
+// longer there, on some order of the warps.
+inline void run_block() {
+  std::vector<int> order, warps;
+  order.reserve(kWarp);
+  for (int w = 0; w * kWarp < rt.nthreads; ++w) warps.push_back(w);
+  for (;;) {
+    shuffle(warps);
+    for (int w : warps) {
+      run_warp(w, order);
+      if (rt.failed) return;
+    }
+    // Every thread waits at the barrier or has returned: release the barrier.
     int at_barrier = 0, done = 0;
     for (int i = 0; i < rt.nthreads; ++i) {
-      const State s = rt.fibers[i].state;
-      waiting_warp |= s == State::Warp;
-      at_barrier += s == State::Barrier;
-      done += s == State::Done;
+      at_barrier += rt.fibers[i].state == State::Barrier;
+      done += rt.fibers[i].state == State::Done;
     }
     if (done == rt.nthreads) return;
-    if (waiting_warp) {
-      for (int w = 0; w * kWarp < rt.nthreads; ++w) {
-        progress |= complete_warp(w);
-        if (rt.failed) return;
-      }
-      if (progress) continue;
+    if (at_barrier + done != rt.nthreads) {
+      fail("deadlock: %d thread(s) at __syncthreads, %d in warp collectives, %d exited",
+           at_barrier, rt.nthreads - at_barrier - done, done);
+      return;
     }
-    if (at_barrier + done == rt.nthreads) {
-      rt.barrier_threads = rt.barrier_true = 0;
-      for (int i = 0; i < rt.nthreads; ++i) {
-        Fiber& f = rt.fibers[i];
-        if (f.state == State::Barrier) {
-          rt.barrier_threads += 1;
-          rt.barrier_true += f.predicate != 0;
-          f.state = State::Ready;
-        }
+    rt.barrier_threads = rt.barrier_true = 0;
+    for (int i = 0; i < rt.nthreads; ++i) {
+      Fiber& f = rt.fibers[i];
+      if (f.state == State::Barrier) {
+        rt.barrier_threads += 1;
+        rt.barrier_true += f.predicate != 0;
+        f.state = State::Ready;
       }
-      continue;
     }
-    fail("deadlock: %d thread(s) at __syncthreads, %d in warp collectives, %d exited",
-         at_barrier, rt.nthreads - at_barrier - done, done);
-    return;
   }
 }
 

@@ -60,6 +60,22 @@ __global__ void neighbour_sum(const float* x, float* y, bool barrier) {
   y[blockIdx.x * blockDim.x + t] = tile[t] + tile[(t + 1) % kThreads];
 }
 
+// y[i] = sum over 4 rounds of (round + 1) * x[j], j the same thread of the next warp,
+// through a tile rewritten every round. Without the barrier at the end of a round, a
+// warp that runs ahead overwrites its slots before the previous warp has read them.
+__global__ void rounds_sum(const float* x, float* y, bool end_barrier) {
+  __shared__ float tile[kThreads];
+  const int t = threadIdx.x;
+  float acc = 0;
+  for (int round = 0; round < 4; ++round) {
+    tile[t] = x[blockIdx.x * blockDim.x + t] * static_cast<float>(round + 1);
+    __syncthreads();
+    acc += tile[(t + 32) % kThreads];
+    if (end_barrier) __syncthreads();
+  }
+  y[blockIdx.x * blockDim.x + t] = acc;
+}
+
 // Writes one element past a shared array.
 __global__ void shared_overflow(float* y) {
   __shared__ float tile[kThreads];
@@ -216,6 +232,8 @@ int main(int argc, char** argv) {
     GK_LAUNCH(blocks, kThreads, 0, nullptr, block_sum)(x, y, c == "uninit_shared_fixed");
   } else if (c == "missing_barrier" || c == "missing_barrier_fixed") {
     GK_LAUNCH(blocks, kThreads, 0, nullptr, neighbour_sum)(x, y, c == "missing_barrier_fixed");
+  } else if (c == "overwrite_before_read" || c == "overwrite_before_read_fixed") {
+    GK_LAUNCH(blocks, kThreads, 0, nullptr, rounds_sum)(x, y, c == "overwrite_before_read_fixed");
   } else if (c == "shared_oob") {
     GK_LAUNCH(1, kThreads, 0, nullptr, shared_overflow)(y);
   } else if (c == "divergent_shuffle") {
