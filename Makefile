@@ -49,7 +49,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check gankernels tests bench setup.py
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 	PYTHON=$(BIN)/python bash bench/gpu_check.sh --dry-run
 
 # Real data sets from Debian and npm packages (tests skip those missing, with the command

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # One script for a bare GPU machine, run from the repository root: build the CUDA
-# extension, run the GPU tests, time the benchmarks, collect everything, print a summary.
+# extension, run the GPU tests, run each CUDA kernel test once under compute-sanitizer
+# (memcheck, racecheck), time the benchmarks, collect everything, print a summary (also
+# written as gpu_check_<stamp>.json next to the results: commit it under bench/results
+# and `gankernels info` reports the backends as validated on that GPU on that date).
 #
 #   bash bench/gpu_check.sh                                     # on the GPU machine
 #   PYTHON=.venv/bin/python bash bench/gpu_check.sh --dry-run   # CPU rehearsal (CI)
 #
 # Options:
 #   --dry-run   same steps on the CPU with tiny sizes: no CUDA build, `-m cuda` tests only
-#               (they skip), `bench --device cpu --quick --no-compile`
+#               (they skip), the sanitizer's selection of tests collected only,
+#               `bench --device cpu --quick --no-compile`
 #   --build     with --dry-run: reinstall the package (CPU extension) as step 2
 # Environment:
 #   PYTHON           interpreter (default python3)
@@ -16,6 +20,7 @@
 #   GK_CHECK_BUDGET  seconds for the whole script (default 460; dry run 1800)
 #   GK_BENCH_ARGS    extra arguments for `gankernels bench`
 #   CUDA_HOME, TORCH_CUDA_ARCH_LIST, MAX_JOBS   passed to the build (defaults below)
+#   COMPUTE_SANITIZER  the compute-sanitizer binary (default $CUDA_HOME/bin/compute-sanitizer)
 #
 # Exit status: 0 when every step passed, 1 otherwise. The summary table comes last.
 
@@ -29,7 +34,7 @@ for arg in "$@"; do
         --dry-run) DRY=1 ;;
         --build) BUILD=1 ;;
         -h | --help)
-            sed -n '2,22p' "$0"
+            sed -n '2,26p' "$0"
             exit 0
             ;;
         *)
@@ -85,7 +90,7 @@ state_of() { # rc [empty_ok]
 banner() { printf '\n===== %s =====\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------
-banner "1/7 environment ($([ "$DRY" = 1 ] && echo dry run || echo GPU run))"
+banner "1/8 environment ($([ "$DRY" = 1 ] && echo dry run || echo GPU run))"
 t0=$SECONDS
 {
     date -u +"date %Y-%m-%dT%H:%M:%SZ"
@@ -121,7 +126,7 @@ fi
 record environment "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/env.log"
 
 # ---------------------------------------------------------------------------------------
-banner "2/7 build the extension"
+banner "2/8 build the extension"
 t0=$SECONDS
 BUILD_STATE=SKIP
 if [ "$DRY" = 1 ] && [ "$BUILD" = 0 ]; then
@@ -160,7 +165,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------
-banner "3/7 backends"
+banner "3/8 backends"
 t0=$SECONDS
 EXPECT=""
 if [ "$DRY" = 0 ]; then
@@ -188,7 +193,7 @@ rc=${PIPESTATUS[0]}
 record backends "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/backends.log"
 
 # ---------------------------------------------------------------------------------------
-banner "4/7 GPU tests"
+banner "4/8 GPU tests"
 t0=$SECONDS
 lim=$(limit 150 180)
 # tests/conftest.py turns the Triton interpreter on unless TRITON_INTERPRET is already
@@ -227,7 +232,57 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------
-banner "5/7 benchmark"
+banner "5/8 compute-sanitizer"
+# One small run of each CUDA kernel test (the first case of each test function, see
+# GANKERNELS_TEST_ONE_CASE in tests/conftest.py) under memcheck (out-of-bounds and
+# misaligned accesses; PyTorch's caching allocator off, so that each tensor is an
+# allocation of its own and a read past its end is seen) and under racecheck
+# (shared-memory hazards). Any finding fails the step, hence the run.
+SANITIZER=${COMPUTE_SANITIZER:-${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer}
+if [ ! -x "$SANITIZER" ] && command -v compute-sanitizer > /dev/null; then
+    SANITIZER=$(command -v compute-sanitizer)
+fi
+SAN_PYTEST=(-m pytest -q -m "cuda and not slow" -p no:cacheprovider tests/test_cuda_*_kernels.py)
+SANITIZED=PASS
+for tool in memcheck racecheck; do
+    t0=$SECONDS
+    log=$LOGS/sanitizer_$tool.log
+    if [ "$DRY" = 1 ]; then
+        # No GPU: collect the same selection, so that it is known to hold every test file.
+        echo "dry run: compute-sanitizer --tool $tool skipped; the tests it would run:"
+        GANKERNELS_TEST_ONE_CASE=1 timeout -k 10 120 "$PYTHON" "${SAN_PYTEST[@]}" \
+            --collect-only > "$log" 2>&1
+        rc=$?
+        tail -n 1 "$log"
+        if [ "$rc" = 0 ]; then state=SKIP; else state=FAIL; fi
+        record "san-$tool" "$state" $((SECONDS - t0)) "dry run: selection collected, $log"
+        continue
+    fi
+    if [ ! -x "$SANITIZER" ]; then
+        echo "compute-sanitizer not found ($SANITIZER): set COMPUTE_SANITIZER or CUDA_HOME"
+        record "san-$tool" MISSING 0 "$SANITIZER not found"
+        SANITIZED=MISSING
+        continue
+    fi
+    lim=$(limit 120 150)
+    extra_env=()
+    if [ "$tool" = memcheck ]; then extra_env=(PYTORCH_NO_CUDA_MEMORY_CACHING=1); fi
+    echo "$SANITIZER --tool $tool pytest (one case per test) (limit ${lim}s), log: $log"
+    env GANKERNELS_TEST_ONE_CASE=1 TRITON_INTERPRET=0 ${extra_env[@]+"${extra_env[@]}"} \
+        timeout -k 10 "$lim" "$SANITIZER" --tool "$tool" --error-exitcode 86 \
+        "$PYTHON" "${SAN_PYTEST[@]}" > "$log" 2>&1
+    rc=$?
+    grep -E "ERROR SUMMARY|passed|failed|error" "$log" | tail -n 5
+    case "$rc" in
+        86) state=FAIL ;; # a sanitizer finding
+        *) state=$(state_of "$rc") ;;
+    esac
+    if [ "$state" != PASS ]; then SANITIZED=$state; fi
+    record "san-$tool" "$state" $((SECONDS - t0)) "$log"
+done
+
+# ---------------------------------------------------------------------------------------
+banner "6/8 benchmark"
 t0=$SECONDS
 lim=$(limit 600 25)
 if [ "$DRY" = 1 ]; then
@@ -237,9 +292,10 @@ else
     # Past this many seconds the harness drops the remaining torch.compile providers, so
     # that the eager rows still finish inside the limit.
     BENCH=(--device cuda --budget $((lim > 150 ? lim - 90 : lim / 2)))
-    NOTE="bench/gpu_check.sh: build $BUILD_STATE, cuda tests $TESTS_CUDA, op tests $TESTS_OPS"
+    NOTE="bench/gpu_check.sh: build $BUILD_STATE, cuda tests $TESTS_CUDA, op tests $TESTS_OPS,"
+    NOTE="$NOTE compute-sanitizer $SANITIZED"
 fi
-if [ "$DRY" = 0 ] && [ "$TESTS_CUDA" = PASS ] && [ "$TESTS_OPS" = PASS ]; then
+if [ "$DRY" = 0 ] && [ "$TESTS_CUDA" = PASS ] && [ "$TESTS_OPS" = PASS ] && [ "$SANITIZED" = PASS ]; then
     BENCH+=(--tests-passed)
 fi
 # shellcheck disable=SC2206
@@ -270,7 +326,7 @@ rc=${PIPESTATUS[0]}
 record bench-metrics "$(state_of "$rc")" $((SECONDS - t0)) "$LOGS/bench_metrics.log"
 
 # ---------------------------------------------------------------------------------------
-banner "6/7 collect"
+banner "7/8 collect"
 t0=$SECONDS
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
@@ -304,6 +360,37 @@ for s in "${STATES[@]}"; do
     case "$s" in PASS | SKIP) ;; *) FAILED=1 ;; esac
 done
 if [ -n "${OUT:-}" ]; then summary > "$OUT/summary.txt"; fi
-banner "7/7 summary"
+# The same table for programs (gankernels info reads bench/results/gpu_check_*.json once
+# committed). A dry run writes one too, marked as such.
+SUMMARY_JSON=$RESULTS/gpu_check_$STAMP.json
+STEPS=()
+for i in "${!NAMES[@]}"; do
+    STEPS+=("${NAMES[$i]}" "${STATES[$i]}" "${TIMES[$i]}" "${DETAILS[$i]}")
+done
+"$PYTHON" - "$SUMMARY_JSON" "$DRY" "$FAILED" "${STEPS[@]}" << 'EOF' || echo "could not write $SUMMARY_JSON"
+import datetime, json, sys
+path, dry, failed, rest = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4:]
+try:
+    import torch
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+except Exception as err:  # the summary must be written whatever else failed
+    device = f"unknown ({err})"
+steps = {
+    rest[i]: {"status": rest[i + 1], "seconds": int(rest[i + 2]), "detail": rest[i + 3]}
+    for i in range(0, len(rest), 4)
+}
+summary = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "dry_run": dry,
+    "device": device,
+    "status": "FAIL" if failed else "PASS",
+    "steps": steps,
+}
+with open(path, "w") as f:
+    json.dump(summary, f, indent=1)
+print(f"summary: {path}")
+EOF
+if [ -n "${OUT:-}" ] && [ -f "$SUMMARY_JSON" ]; then cp "$SUMMARY_JSON" "$OUT/"; fi
+banner "8/8 summary"
 summary
 exit "$FAILED"

@@ -5,6 +5,8 @@ Backends:
   cpu        the C++ extension's CPU kernels (OpenMP)
   triton     Triton kernels: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1
   cuda       the C++ extension's CUDA kernels
+  cuda-emu   the same CUDA kernels emulated on the CPU (csrc/emu), on CPU tensors: a test
+             backend, slow, never chosen by `auto`; built on first use
 
 `auto` (the default) picks, per call, the fastest available backend for the tensors'
 device. Choose with `set_backend`, `use_backend` or the GANKERNELS_BACKEND variable.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import functools
 import importlib
+import json
 import os
 import time
 import warnings
@@ -25,10 +29,12 @@ import torch
 
 from . import _build
 
-BACKENDS = ("reference", "cpu", "triton", "cuda")
+BACKENDS = ("reference", "cpu", "triton", "cuda", "cuda-emu")
 CHOICES = ("auto", *BACKENDS)
 
-# Order tried by `auto` for each device type.
+# Order tried by `auto` for each device type. On CUDA devices the backend with the stronger
+# evidence of correctness goes first (auto_order, below); this is the order without
+# results from a GPU.
 AUTO_ORDER = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
 
 
@@ -47,7 +53,8 @@ _override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def set_backend(name: str) -> None:
-    """Use backend `name` ('auto', 'reference', 'cpu', 'triton', 'cuda') from now on."""
+    """Use backend `name` ('auto', 'reference', 'cpu', 'triton', 'cuda', 'cuda-emu') from
+    now on."""
     global _global_choice
     _global_choice = _validate(name, "set_backend(name)")
 
@@ -143,6 +150,37 @@ def extension():
 
 
 # ---------------------------------------------------------------------------------------
+# The CUDA kernels emulated on the CPU (the cuda-emu test backend).
+
+
+def emu_flavour() -> str:
+    """The build of the emulated kernels this process can load: the one instrumented with
+    AddressSanitizer + UBSan when the ASan runtime is loaded (LD_PRELOAD), else one
+    without sanitizers."""
+    return "address" if hasattr(ctypes.CDLL(None), "__asan_init") else "none"
+
+
+@functools.cache
+def _emu_extension() -> object:
+    """The emulated CUDA kernels (gk_cuda_emu), built on first use (a few minutes)."""
+    import importlib.machinery
+    import importlib.util
+
+    path = _build.emu_build(emu_flavour())
+    loader = importlib.machinery.ExtensionFileLoader(_build.EMU_MODULE, str(path))
+    spec = importlib.util.spec_from_loader(_build.EMU_MODULE, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def emu_extension():
+    """The emulated CUDA kernels' module: the same `<op>_cuda` functions as the real
+    extension, on CPU tensors. Raises RuntimeError when it cannot be built."""
+    return _emu_extension()
+
+
+# ---------------------------------------------------------------------------------------
 # Availability and per-call resolution.
 
 
@@ -175,22 +213,104 @@ def availability() -> dict[str, tuple[bool, str]]:
         status["cuda"] = (False, "no CUDA device")
     else:
         status["cuda"] = (True, "")
+    status["cuda-emu"] = _build.emu_build_possible()
     return status
 
 
 def backends() -> dict[str, bool]:
-    """{'reference': True, 'cpu': bool, 'triton': bool, 'cuda': bool}"""
+    """{'reference': True, 'cpu': bool, 'triton': bool, 'cuda': bool, 'cuda-emu': bool}"""
     return {name: ok for name, (ok, _) in availability().items()}
 
 
 def _serves(backend: str, device_type: str) -> bool:
     if backend == "reference":
         return True
-    if backend == "cpu":
+    if backend in ("cpu", "cuda-emu"):
         return device_type == "cpu"
     if backend == "cuda":
         return device_type == "cuda"
     return device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"  # triton
+
+
+# ---------------------------------------------------------------------------------------
+# How each backend has been validated, and what `auto` concludes from it on a CUDA device.
+#
+# Strongest evidence: the newest committed summary of bench/gpu_check.sh
+# (bench/results/gpu_check_*.json) shows the backend's tests passing on a GPU. Until a
+# backend has that, on CUDA devices `cuda` comes before `triton`: the CUDA kernels' own
+# C++ source runs, thread by thread, under AddressSanitizer + UBSan in the CPU emulation,
+# with shared memory poisoned and the threads of a block shuffled between barriers, for
+# every kernel test and dtype; the Triton kernels run only in the Triton interpreter,
+# without sanitizers, in another Triton version than the GPU machine's (3.9 here, 3.6
+# there), and the interpreter is known to differ from compiled Triton (tl.dot on bf16).
+
+RESULTS_DIR = _build.CSRC.parent / "bench" / "results"
+
+# The gpu_check steps that must pass for a backend to count as validated on the GPU.
+GPU_STEPS = {
+    "cuda": ("build", "tests-cuda", "tests-ops", "san-memcheck", "san-racecheck"),
+    "triton": ("tests-ops",),
+}
+
+# Without GPU results.
+CPU_EVIDENCE = {
+    "reference": "the ground truth: plain PyTorch",
+    "cpu": "tested on the CPU (make test)",
+    "triton": "run in the Triton interpreter on the CPU (make test), compiled for sm_90; "
+    "never run on a GPU",
+    "cuda": "emulated on the CPU under AddressSanitizer + UBSan (make test), compiled "
+    "with nvcc for sm_80 and sm_90; never run on a GPU",
+    "cuda-emu": "the CPU emulation of the CUDA kernels (a test backend)",
+}
+
+
+@functools.cache
+def gpu_check_summary() -> dict | None:
+    """The newest committed GPU run of bench/gpu_check.sh (not a dry run), or None."""
+    newest = None
+    for path in sorted(RESULTS_DIR.glob("gpu_check_*.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not summary.get("dry_run") and (newest is None or summary["date"] > newest["date"]):
+            newest = summary
+    return newest
+
+
+def gpu_validated() -> dict[str, str]:
+    """{backend: 'date on device'} of the backends whose GPU tests passed in the newest
+    committed gpu_check summary."""
+    summary = gpu_check_summary()
+    if summary is None:
+        return {}
+    steps = summary.get("steps", {})
+    passed = {
+        b
+        for b, need in GPU_STEPS.items()
+        if all(steps.get(s, {}).get("status") == "PASS" for s in need)
+    }
+    when = f"{summary['date'][:10]} on {summary.get('device', 'a GPU')}"
+    return {b: when for b in passed}
+
+
+def validation() -> dict[str, str]:
+    """backend -> how its kernels have been validated."""
+    gpu = gpu_validated()
+    return {
+        b: f"tested on a GPU (bench/gpu_check.sh, {gpu[b]})" if b in gpu else CPU_EVIDENCE[b]
+        for b in BACKENDS
+    }
+
+
+def auto_order(device_type: str) -> tuple[str, ...]:
+    """The backends `auto` tries for tensors of `device_type`, in order."""
+    order = AUTO_ORDER.get(device_type, ("reference",))
+    if device_type != "cuda":
+        return order
+    gpu = gpu_validated()
+    # Validated on a GPU first; ties keep AUTO_ORDER (see above).
+    return tuple(sorted(order[:-1], key=lambda b: b not in gpu)) + order[-1:]
 
 
 def resolve(device: torch.device) -> str:
@@ -213,7 +333,7 @@ def _choose(selected: str, device_type: str) -> str:
                 f"use 'auto' or one of {[b for b in BACKENDS if _serves(b, device_type)]}"
             )
         return selected
-    order = AUTO_ORDER.get(device_type, ("reference",))
+    order = auto_order(device_type)
     for rank, name in enumerate(order):
         if status[name][0]:
             if rank > 0:
@@ -230,11 +350,20 @@ def _choose(selected: str, device_type: str) -> str:
 def kernel_table(backend: str, names: tuple[str, ...], reference: dict, triton_module: str):
     """{name: kernel} of one op's kernels in `backend`, all with the reference signature:
     reference_<name> from `reference` (the op module's globals), <name> from
-    gankernels.triton.<triton_module>, or <name>_<backend> from the C++ extension."""
+    gankernels.triton.<triton_module>, <name>_<backend> from the C++ extension, or
+    <name>_cuda from the emulated CUDA kernels."""
     if backend == "reference":
         return {name: reference[f"reference_{name}"] for name in names}
     if backend == "triton":
         module = importlib.import_module(f"gankernels.triton.{triton_module}")
         return {name: getattr(module, name) for name in names}
-    ext = extension()
-    return {name: getattr(ext, f"{name}_{backend}") for name in names}
+    module, suffix = extension_for(backend)
+    return {name: getattr(module, f"{name}_{suffix}") for name in names}
+
+
+def extension_for(backend: str) -> tuple[object, str]:
+    """(module, suffix) of the C++ kernels of `backend` ('cpu', 'cuda' or 'cuda-emu'): the
+    kernel `name` is `module.<name>_<suffix>`."""
+    if backend == "cuda-emu":
+        return emu_extension(), "cuda"  # the emulated module binds the CUDA names
+    return extension(), backend

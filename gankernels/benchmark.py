@@ -797,6 +797,8 @@ def environment(cfg: Config) -> dict:
         "torch_threads": torch.get_num_threads(),
         "backends": _backend.backends(),
         "backends_missing": {k: why for k, (ok, why) in _backend.availability().items() if not ok},
+        # How each backend's kernels have been validated (on a GPU, in emulation, ...).
+        "validation": _backend.validation(),
         "git_commit": _git_commit(),
         "platform": platform.platform(),
     }
@@ -1196,6 +1198,8 @@ def run(args: argparse.Namespace) -> int:
         f"({copy_bytes / 2**20:.0f} MiB read+written)",
         flush=True,
     )
+    for name in DEVICE_BACKENDS.get(cfg.device.type, ()):
+        print(f"  gk-{name}: {env['validation'][name]}", flush=True)
     wanted = {c.strip() for c in args.cases.split(",") if c.strip()}
     all_rows, written, summaries, status = [], [], [], 0
     for op in ops:

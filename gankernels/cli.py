@@ -40,6 +40,10 @@ def info() -> int:
     print("backends:")
     for name, (ok, why) in _backend.availability().items():
         print(f"  {name:<10} {'yes' if ok else 'no '}  {why}")
+    print("validated:")
+    for name, how in _backend.validation().items():
+        print(f"  {name:<10} {how}")
+    print(f"auto       cuda tensors: {', '.join(_backend.auto_order('cuda'))} (in that order)")
     return 0
 
 

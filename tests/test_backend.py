@@ -1,5 +1,6 @@
 """Backend selection, availability reporting and the fallback warning."""
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from gankernels import _backend
 
 def test_backends_reports_each_backend():
     status = gk.backends()
-    assert set(status) == {"reference", "cpu", "triton", "cuda"}
+    assert set(status) == {"reference", "cpu", "triton", "cuda", "cuda-emu"}
     assert status["reference"] is True
     for name, (ok, why) in _backend.availability().items():
         assert ok or why, f"{name} unavailable without a reason"
@@ -102,5 +103,96 @@ def test_info_command_runs():
     for cmd in commands:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
-        for name in ("reference", "cpu", "triton", "cuda", "torch"):
+        for name in ("reference", "cpu", "triton", "cuda", "cuda-emu", "torch"):
             assert name in out.stdout
+        assert "validated:" in out.stdout and "auto       cuda tensors:" in out.stdout
+
+
+def test_cuda_emu_is_never_chosen_by_auto():
+    for device_type in ("cpu", "cuda"):
+        assert "cuda-emu" not in _backend.auto_order(device_type)
+    assert _backend._serves("cuda-emu", "cpu") and not _backend._serves("cuda-emu", "cuda")
+
+
+# ---------------------------------------------------------------------------------------
+# Validation evidence: committed bench/gpu_check.sh summaries, and what `auto` makes of them.
+
+
+def _summary(date, dry_run=False, **statuses):
+    steps = {
+        name.replace("_", "-"): {"status": st, "seconds": 1, "detail": ""}
+        for name, st in statuses.items()
+    }
+    return {
+        "date": date,
+        "dry_run": dry_run,
+        "device": "NVIDIA H200",
+        "status": "PASS",
+        "steps": steps,
+    }
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(_backend, "RESULTS_DIR", tmp_path)
+    _backend.gpu_check_summary.cache_clear()
+    yield tmp_path
+    _backend.gpu_check_summary.cache_clear()
+
+
+def _write(folder, name, summary):
+    (folder / name).write_text(json.dumps(summary))
+
+
+CUDA_PASSED = dict(
+    build="PASS", tests_cuda="PASS", tests_ops="PASS", san_memcheck="PASS", san_racecheck="PASS"
+)
+
+
+def test_without_gpu_results_cuda_goes_first_and_nothing_claims_a_gpu(results_dir):
+    assert _backend.gpu_validated() == {}
+    assert _backend.auto_order("cuda") == ("cuda", "triton", "reference")
+    how = _backend.validation()
+    assert set(how) == set(_backend.BACKENDS)
+    assert "emulated" in how["cuda"] and "never run on a GPU" in how["cuda"]
+    assert "interpreter" in how["triton"] and "never run on a GPU" in how["triton"]
+
+
+def test_gpu_results_name_the_date_and_the_device(results_dir):
+    _write(
+        results_dir,
+        "gpu_check_20270101-000000.json",
+        _summary("2027-01-01T00:00:00Z", **CUDA_PASSED),
+    )
+    assert _backend.gpu_validated() == {
+        "cuda": "2027-01-01 on NVIDIA H200",
+        "triton": "2027-01-01 on NVIDIA H200",
+    }
+    assert "tested on a GPU (bench/gpu_check.sh, 2027-01-01" in _backend.validation()["cuda"]
+    assert _backend.auto_order("cuda") == ("cuda", "triton", "reference")
+
+
+def test_a_sanitizer_finding_withholds_the_gpu_claim_and_auto_prefers_triton(results_dir):
+    steps = dict(CUDA_PASSED, san_racecheck="FAIL")
+    _write(results_dir, "gpu_check_20270101-000000.json", _summary("2027-01-01T00:00:00Z", **steps))
+    assert _backend.gpu_validated() == {"triton": "2027-01-01 on NVIDIA H200"}
+    assert _backend.auto_order("cuda") == ("triton", "cuda", "reference")
+
+
+def test_the_newest_gpu_run_counts_and_dry_runs_never_do(results_dir):
+    _write(
+        results_dir,
+        "gpu_check_20270101-000000.json",
+        _summary("2027-01-01T00:00:00Z", **CUDA_PASSED),
+    )
+    _write(
+        results_dir,
+        "gpu_check_20270201-000000.json",
+        _summary("2027-02-01T00:00:00Z", **dict(CUDA_PASSED, tests_cuda="FAIL")),
+    )
+    _write(
+        results_dir,
+        "gpu_check_20270301-000000.json",
+        _summary("2027-03-01T00:00:00Z", dry_run=True, **CUDA_PASSED),
+    )
+    assert _backend.gpu_validated() == {"triton": "2027-02-01 on NVIDIA H200"}

@@ -12,15 +12,20 @@ import importlib
 
 import pytest
 import torch
-from conftest import cuda_extension
+from conftest import (
+    CUDA_KERNEL_MARKS,
+    GPU_ONLY,
+    KERNEL_DEVICE,
+    OTHER_DEVICE,
+    cuda_extension,
+    emulate_only_if,
+    kernel_sync,
+)
 
 # The module, not the op that gankernels.ops re-exports under the same name.
 ba = importlib.import_module("gankernels.ops.bias_act")
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-]
+pytestmark = CUDA_KERNEL_MARKS
 
 FUNCS = ("bias_act_forward_cuda", "bias_act_grad_cuda")
 
@@ -63,6 +68,12 @@ BIG_CASES = [
 ]
 
 
+EMU_GRID_STRIDE = {
+    ("lrelu", "misaligned", torch.float32),
+    ("swish", "channels_last", torch.float32),
+}
+
+
 def _case_id(case) -> str:
     shape, layout, dim = case
     return "x".join(map(str, shape)) + f"-{layout}-dim{dim}"
@@ -74,7 +85,7 @@ def ext():
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator(device="cuda").manual_seed(seed)
+    return torch.Generator(device=KERNEL_DEVICE).manual_seed(seed)
 
 
 def _numel(shape) -> int:
@@ -101,12 +112,13 @@ def _lay_out(t: torch.Tensor, layout: str) -> torch.Tensor:
 
 def _data(shape, layout, dtype, gen, scale=1.0) -> torch.Tensor:
     """Random normal data on the GPU in the requested layout."""
-    x = torch.randn(shape, generator=gen, device="cuda", dtype=torch.float32) * scale
+    x = torch.randn(shape, generator=gen, device=KERNEL_DEVICE, dtype=torch.float32) * scale
     return _lay_out(x.to(dtype), layout)
 
 
 def _bias(C, dtype, gen) -> torch.Tensor:
-    return (0.5 * torch.randn(C, generator=gen, device="cuda", dtype=torch.float32)).to(dtype)
+    b = torch.randn(C, generator=gen, device=KERNEL_DEVICE, dtype=torch.float32)
+    return (0.5 * b).to(dtype)
 
 
 def _params(act: str):
@@ -156,7 +168,7 @@ def _check_forward(ext, x, b, dim, act, clamp, what, alpha=None, gain=None):
     C, inner = x.shape[dim], x.stride(dim)
     y = ext.bias_act_forward_cuda(x, b, C, inner, code, alpha, gain, clamp)
     expected = ba.reference_bias_act_forward(x.double(), _d(b), C, inner, code, alpha, gain, clamp)
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_like(y, x)
     _assert_close(y, expected, RTOL[x.dtype], what)
 
@@ -168,13 +180,13 @@ def _check_grad(ext, x, b, dim, act, clamp, order, layout, gen, what, alpha=None
     s_is_y = ba.ACTIVATIONS[act].saves_y
     C, inner = x.shape[dim], x.stride(dim)
     s = _saved(x, b, C, inner, code, alpha, gain, clamp, layout)
-    dy = _lay_out(torch.randn(x.shape, generator=gen, device="cuda").to(x.dtype), layout)
+    dy = _lay_out(torch.randn(x.shape, generator=gen, device=KERNEL_DEVICE).to(x.dtype), layout)
     assert dy.stride() == s.stride()
     out = ext.bias_act_grad_cuda(dy, s, b, C, inner, code, alpha, gain, clamp, order, s_is_y)
     expected = ba.reference_bias_act_grad(
         dy.double(), s.double(), _d(b), C, inner, code, alpha, gain, clamp, order, s_is_y
     )
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_like(out, s)
     _assert_close(out, expected, RTOL[x.dtype], what)
 
@@ -234,7 +246,7 @@ def test_grad_one_input_misaligned(ext, which, dtype):
     expected = ba.reference_bias_act_grad(
         dy.double(), s.double(), b.double(), C, inner, code, alpha, gain, CLAMP, 1, False
     )
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_close(out, expected, RTOL[dtype], f"grad misaligned {which} {dtype}")
 
 
@@ -276,6 +288,8 @@ def test_extreme_inputs(ext, act, dtype):
 @pytest.mark.parametrize("act", ["lrelu", "swish"])
 def test_grid_stride(ext, act, case, dtype):
     shape, layout, dim = case
+    # Emulated: one case per vector width (misaligned: 1; channels_last: 4) and saved tensor.
+    emulate_only_if((act, layout, dtype) in EMU_GRID_STRIDE)
     gen = _gen(500 + ba.ACTIVATIONS[act].code)
     x = _data(shape, layout, dtype, gen, scale=2.0)
     b = _bias(shape[dim], dtype, gen)
@@ -288,14 +302,14 @@ def test_grid_stride(ext, act, case, dtype):
 def test_empty(ext):
     code, alpha, gain = _params("lrelu")
     for shape in ((0, 5), (3, 4, 0), (0, 3, 4, 4)):
-        x = torch.empty(shape, device="cuda")
+        x = torch.empty(shape, device=KERNEL_DEVICE)
         C = shape[1]
-        b = torch.rand(C, device="cuda")
+        b = torch.rand(C, device=KERNEL_DEVICE)
         y = ext.bias_act_forward_cuda(x, b, C, 1, code, alpha, gain, CLAMP)
         assert y.shape == x.shape and y.dtype == x.dtype
         g = ext.bias_act_grad_cuda(x, x.clone(), b, C, 1, code, alpha, gain, CLAMP, 2, True)
         assert g.shape == x.shape and g.dtype == x.dtype
-    torch.cuda.synchronize()
+    kernel_sync()
 
 
 # ---------------------------------------------------------------------------
@@ -303,6 +317,7 @@ def test_empty(ext):
 
 
 @pytest.mark.slow
+@GPU_ONLY
 @pytest.mark.parametrize("shape,dim", [((3, 2**30 + 1), 0), ((2**29 + 3, 5), 1)])
 def test_offsets_beyond_int32(ext, shape, dim):
     """More than 2**31 elements: channels of the last elements need 64-bit indices."""
@@ -310,7 +325,7 @@ def test_offsets_beyond_int32(ext, shape, dim):
     if props.total_memory < 32 * 2**30:
         pytest.skip("needs a GPU with at least 32 GiB")
     gen = _gen(2024)
-    x = torch.randn(shape, generator=gen, device="cuda", dtype=torch.float16)
+    x = torch.randn(shape, generator=gen, device=KERNEL_DEVICE, dtype=torch.float16)
     assert x.numel() > 2**31
     C, inner = shape[dim], x.stride(dim)
     b = _bias(C, torch.float16, gen)
@@ -323,7 +338,7 @@ def test_offsets_beyond_int32(ext, shape, dim):
     else:  # every column is one channel: the first, middle and last rows
         rows = torch.tensor([0, 1, shape[0] // 2, shape[0] - 2, shape[0] - 1])
         cols = torch.arange(shape[1])
-    rows, cols = rows.cuda().view(-1, 1), cols.cuda().view(1, -1)
+    rows, cols = rows.to(KERNEL_DEVICE).view(-1, 1), cols.to(KERNEL_DEVICE).view(1, -1)
     xs, ys, outs = x[rows, cols], y[rows, cols], out[rows, cols]
     bs = b.double()[rows] if dim == 0 else b.double()[cols]
     z = xs.double() + bs
@@ -354,9 +369,9 @@ def test_rejects_bad_arguments(ext):
         return ext.bias_act_grad_cuda(dy, s, b, C, inner, act, alpha, gain, -1.0, order, s_is_y)
 
     with pytest.raises(RuntimeError, match="x must be a CUDA tensor"):
-        fwd(x=x.cpu())
+        fwd(x=x.to(OTHER_DEVICE))
     with pytest.raises(RuntimeError, match="b must be a CUDA tensor"):
-        fwd(b=b.cpu())
+        fwd(b=b.to(OTHER_DEVICE))
     with pytest.raises(RuntimeError, match="b must have the same dtype as x"):
         fwd(b=b.double())
     with pytest.raises(RuntimeError, match="b must have C=3 elements"):
@@ -379,9 +394,9 @@ def test_rejects_bad_arguments(ext):
         fwd(x=x[:, :, :, ::2])
 
     with pytest.raises(RuntimeError, match="s must be a CUDA tensor"):
-        grad(s=x.cpu())
+        grad(s=x.to(OTHER_DEVICE))
     with pytest.raises(RuntimeError, match="dy must be a CUDA tensor"):
-        grad(dy=x.cpu())
+        grad(dy=x.to(OTHER_DEVICE))
     with pytest.raises(RuntimeError, match="dy must have the same dtype as s"):
         grad(dy=x.double())
     with pytest.raises(RuntimeError, match="same sizes and strides"):

@@ -7,14 +7,11 @@ import importlib
 
 import pytest
 import torch
-from conftest import cuda_extension
+from conftest import CUDA_KERNEL_MARKS, KERNEL_DEVICE, OTHER_DEVICE, cuda_extension
 
 ref = importlib.import_module("gankernels.ops.minibatch_stddev")
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-]
+pytestmark = CUDA_KERNEL_MARKS
 
 FUNCS = ("minibatch_stddev_stats_cuda", "minibatch_stddev_stats_grad_cuda")
 TOL = {
@@ -40,7 +37,7 @@ def ext():
 @pytest.mark.parametrize("dtype", list(TOL), ids=str)
 @pytest.mark.parametrize("shape,G,F", CASES)
 def test_kernels_match_reference(ext, dtype, shape, G, F):
-    x = (torch.randn(*shape, device="cuda") * 2 + 1).to(dtype)
+    x = (torch.randn(*shape, device=KERNEL_DEVICE) * 2 + 1).to(dtype)
     s = ext.minibatch_stddev_stats_cuda(x, G, F)
     torch.testing.assert_close(
         s.double(), ref.reference_minibatch_stddev_stats(x.double(), G, F), **TOL[dtype]
@@ -52,7 +49,7 @@ def test_kernels_match_reference(ext, dtype, shape, G, F):
 
 
 def test_bad_arguments(ext):
-    x = torch.randn(6, 4, 3, 3, device="cuda")
+    x = torch.randn(6, 4, 3, 3, device=KERNEL_DEVICE)
     with pytest.raises(RuntimeError, match="must be a multiple of G=4"):
         ext.minibatch_stddev_stats_cuda(x, 4, 1)
     with pytest.raises(RuntimeError, match="must be a multiple of F=3"):
@@ -60,6 +57,6 @@ def test_bad_arguments(ext):
     with pytest.raises(RuntimeError, match="contiguous"):
         ext.minibatch_stddev_stats_cuda(x.transpose(2, 3), 2, 1)
     with pytest.raises(RuntimeError, match="must be a CUDA tensor"):
-        ext.minibatch_stddev_stats_cuda(x.cpu(), 2, 1)
+        ext.minibatch_stddev_stats_cuda(x.to(OTHER_DEVICE), 2, 1)
     with pytest.raises(RuntimeError, match=r"ds must be a contiguous \(3, 1\)"):
-        ext.minibatch_stddev_stats_grad_cuda(torch.randn(2, 1, device="cuda"), x, 2, 1)
+        ext.minibatch_stddev_stats_grad_cuda(torch.randn(2, 1, device=KERNEL_DEVICE), x, 2, 1)

@@ -7,14 +7,11 @@ import importlib
 
 import pytest
 import torch
-from conftest import cuda_extension
+from conftest import CUDA_KERNEL_MARKS, KERNEL_DEVICE, OTHER_DEVICE, cuda_extension
 
 ref = importlib.import_module("gankernels.ops.modulated_conv2d")
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-]
+pytestmark = CUDA_KERNEL_MARKS
 
 FUNCS = ("modconv_weight_cuda", "modconv_weight_grad_cuda")
 TOL = {
@@ -37,8 +34,8 @@ def ext():
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
 def test_kernels_match_reference(ext, dtype, demodulate, case):
     N, Co, C, kh, kw = case
-    weight = (torch.randn(Co, C, kh, kw, device="cuda") / 2).to(dtype)
-    styles = (torch.randn(N, C, device="cuda") + 1).to(dtype)
+    weight = (torch.randn(Co, C, kh, kw, device=KERNEL_DEVICE) / 2).to(dtype)
+    styles = (torch.randn(N, C, device=KERNEL_DEVICE) + 1).to(dtype)
     w = ext.modconv_weight_cuda(weight, styles, demodulate, 1e-8)
     want = ref.reference_modconv_weight(weight.double(), styles.double(), demodulate, 1e-8)
     torch.testing.assert_close(w.double(), want, **TOL[dtype])
@@ -55,15 +52,15 @@ def test_kernels_match_reference(ext, dtype, demodulate, case):
 
 
 def test_bad_arguments(ext):
-    weight = torch.randn(3, 4, 3, 3, device="cuda")
-    styles = torch.randn(2, 4, device="cuda")
+    weight = torch.randn(3, 4, 3, 3, device=KERNEL_DEVICE)
+    styles = torch.randn(2, 4, device=KERNEL_DEVICE)
     with pytest.raises(RuntimeError, match=r"styles must be a contiguous \(N, I=4\)"):
         ext.modconv_weight_cuda(weight, styles[:, :3].contiguous(), True, 1e-8)
     with pytest.raises(RuntimeError, match="same dtype"):
         ext.modconv_weight_cuda(weight, styles.double(), True, 1e-8)
     with pytest.raises(RuntimeError, match="must be a CUDA tensor"):
-        ext.modconv_weight_cuda(weight.cpu(), styles, True, 1e-8)
+        ext.modconv_weight_cuda(weight.to(OTHER_DEVICE), styles, True, 1e-8)
     with pytest.raises(RuntimeError, match="dw must be a contiguous"):
         ext.modconv_weight_grad_cuda(
-            torch.randn(2, 3, 4, 3, 2, device="cuda"), weight, styles, True, 1e-8
+            torch.randn(2, 3, 4, 3, 2, device=KERNEL_DEVICE), weight, styles, True, 1e-8
         )

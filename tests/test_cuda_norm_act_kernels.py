@@ -12,17 +12,14 @@ import importlib
 
 import pytest
 import torch
-from conftest import cuda_extension
+from conftest import CUDA_KERNEL_MARKS, GPU_ONLY, KERNEL_BACKEND, KERNEL_DEVICE, cuda_extension
 from torch import nn
 
 import gankernels as gk
 
 na = importlib.import_module("gankernels.ops.norm_act")
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-]
+pytestmark = CUDA_KERNEL_MARKS
 
 FUNCS = ("norm_act_stats_cuda", "norm_act_forward_cuda", "norm_act_backward_cuda")
 TOL = {
@@ -31,7 +28,15 @@ TOL = {
     torch.float16: dict(rtol=3e-3, atol=3e-3),
     torch.bfloat16: dict(rtol=2e-2, atol=2e-2),
 }
-SHAPES = [(2, 3, 5, 7), (3, 4, 33), (9, 5), (4, 64, 16, 16)]
+# (2, 5, 19, 23): planes and channels longer than a block (several turns of the loops);
+# (4, 64, 16, 16), a real layer's, only on a GPU.
+SHAPES = [
+    (2, 3, 5, 7),
+    (3, 4, 33),
+    (9, 5),
+    (2, 5, 19, 23),
+    pytest.param((4, 64, 16, 16), marks=GPU_ONLY),
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def ext():
 
 
 def _data(shape, cl, dtype, offset=0.0):
-    t = (torch.randn(shape, dtype=torch.float64) * 2 + offset).to(dtype).cuda()
+    t = (torch.randn(shape, dtype=torch.float64) * 2 + offset).to(dtype).to(KERNEL_DEVICE)
     return t.contiguous(memory_format=torch.channels_last) if cl and t.dim() == 4 else t
 
 
@@ -60,8 +65,8 @@ def test_kernels_match_reference(ext, shape, cl, per_sample, dtype):
     torch.testing.assert_close(var, want[1], **TOL[acc])
     rstd = torch.rsqrt(want[1] + 1e-5)
     C = shape[1]
-    w = torch.randn(C, dtype=acc, device="cuda")
-    b = torch.randn(C, dtype=acc, device="cuda")
+    w = torch.randn(C, dtype=acc, device=KERNEL_DEVICE)
+    b = torch.randn(C, dtype=acc, device=KERNEL_DEVICE)
     for act in na.ACTIVATIONS.values():
         alpha = act.alpha or 0.0
         y = ext.norm_act_forward_cuda(x, want[0], rstd, w, b, per_sample, act.code, alpha)
@@ -83,13 +88,13 @@ def test_kernels_match_reference(ext, shape, cl, per_sample, dtype):
 @pytest.mark.parametrize("kind", ["instance", "batch"])
 def test_op_matches_torch_modules(ext, kind):
     norm = nn.InstanceNorm2d(6, affine=True) if kind == "instance" else nn.BatchNorm2d(6)
-    norm = norm.cuda().double()
+    norm = norm.to(KERNEL_DEVICE).double()
     fused = gk.nn.NormAct.from_modules(norm, nn.LeakyReLU(0.2))
     ref_norm = nn.InstanceNorm2d(6, affine=True) if kind == "instance" else nn.BatchNorm2d(6)
-    ref_norm = ref_norm.cuda().double()
+    ref_norm = ref_norm.to(KERNEL_DEVICE).double()
     ref_norm.load_state_dict(norm.state_dict())
-    x = torch.randn(4, 6, 9, 7, dtype=torch.float64, device="cuda", requires_grad=True)
-    with gk.use_backend("cuda"):
+    x = torch.randn(4, 6, 9, 7, dtype=torch.float64, device=KERNEL_DEVICE, requires_grad=True)
+    with gk.use_backend(KERNEL_BACKEND):
         y = fused(x)
         y.square().sum().backward()
     xr = x.detach().clone().requires_grad_(True)
@@ -99,6 +104,6 @@ def test_op_matches_torch_modules(ext, kind):
     torch.testing.assert_close(x.grad, xr.grad)
     for a, b in zip(norm.buffers(), ref_norm.buffers(), strict=True):
         torch.testing.assert_close(a, b)
-    x3 = torch.randn(2, 6, 5, 4, dtype=torch.float64, device="cuda", requires_grad=True)
-    with gk.use_backend("cuda"):
+    x3 = torch.randn(2, 6, 5, 4, dtype=torch.float64, device=KERNEL_DEVICE, requires_grad=True)
+    with gk.use_backend(KERNEL_BACKEND):
         assert torch.autograd.gradgradcheck(lambda t: fused(t), (x3,))

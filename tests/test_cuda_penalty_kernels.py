@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import cuda_extension
+from conftest import (
+    CUDA_KERNEL_MARKS,
+    GPU_ONLY,
+    KERNEL_DEVICE,
+    OTHER_DEVICE,
+    cuda_extension,
+    emulate_only_if,
+    kernel_sync,
+)
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-]
+pytestmark = CUDA_KERNEL_MARKS
 
 FUNCS = ("row_sumsq_cuda", "row_scale_cuda", "lerp_rows_cuda", "lerp_rows_backward_cuda")
 
@@ -39,6 +44,10 @@ RTOL_SUMSQ = {
     torch.bfloat16: 1e-5,
 }
 
+# Large enough that the elementwise kernels' grid-stride loops take several turns; the
+# CPU emulation runs it in float32 only.
+LONG_ROWS = (4, 2**22)
+
 # (full shape, layout). N = prod(shape[1:]).
 CASES = [
     ((1, 3, 7, 5), "contiguous"),  # B = 1, odd N
@@ -46,7 +55,7 @@ CASES = [
     ((5, 1001), "contiguous"),  # N not a multiple of any vector width
     ((6, 2), "contiguous"),  # N below every vector width
     ((1000, 1), "contiguous"),  # N = 1
-    ((4, 2**22), "contiguous"),  # few long rows: each row split over many warps
+    (LONG_ROWS, "contiguous"),  # few long rows: each row split over many warps
     ((3, 300001), "contiguous"),  # split rows with heads and tails
     ((4096, 784), "contiguous"),  # many short rows
     ((3, 5, 7, 9), "channels_last"),
@@ -67,7 +76,7 @@ def ext():
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator(device="cuda").manual_seed(seed)
+    return torch.Generator(device=KERNEL_DEVICE).manual_seed(seed)
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
@@ -85,11 +94,11 @@ def _data(shape, layout, dtype, gen) -> torch.Tensor:
     """Random normal data on the GPU in the requested layout."""
     B, N = _bn(shape)
     if layout == "misaligned":
-        buf = torch.randn(B * N + 1, generator=gen, device="cuda", dtype=torch.float32)
+        buf = torch.randn(B * N + 1, generator=gen, device=KERNEL_DEVICE, dtype=torch.float32)
         x = buf.to(dtype)[1:].view(shape)
         assert x.data_ptr() % 16 != 0
         return x
-    x = torch.randn(shape, generator=gen, device="cuda", dtype=torch.float32).to(dtype)
+    x = torch.randn(shape, generator=gen, device=KERNEL_DEVICE, dtype=torch.float32).to(dtype)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
         assert not x.is_contiguous()
@@ -98,8 +107,8 @@ def _data(shape, layout, dtype, gen) -> torch.Tensor:
 
 def _coef(B, dtype, gen, uniform=False) -> torch.Tensor:
     if uniform:  # interpolation weights in (0, 1)
-        return torch.rand(B, generator=gen, device="cuda", dtype=_acc(dtype))
-    return torch.randn(B, generator=gen, device="cuda", dtype=_acc(dtype))
+        return torch.rand(B, generator=gen, device=KERNEL_DEVICE, dtype=_acc(dtype))
+    return torch.randn(B, generator=gen, device=KERNEL_DEVICE, dtype=_acc(dtype))
 
 
 def _per_row(c, x) -> torch.Tensor:
@@ -135,11 +144,12 @@ def _assert_like(out, x):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_row_sumsq_matches_reference(ext, case, dtype):
     shape, layout = case
+    emulate_only_if(shape != LONG_ROWS or dtype == torch.float32)
     B, N = _bn(shape)
     x = _data(shape, layout, dtype, _gen(100 + B + N))
     out = ext.row_sumsq_cuda(x, B, N)
     expected = x.double().reshape(B, N).square().sum(1)
-    torch.cuda.synchronize()
+    kernel_sync()
     assert out.dtype == _acc(dtype)
     assert out.shape == (B,)
     assert out.device == x.device
@@ -148,24 +158,25 @@ def test_row_sumsq_matches_reference(ext, case, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize(
-    "shape", [(4, 2**22), (4096, 784), (3, 300001)], ids=lambda s: f"{s[0]}x{s[1]}"
+    "shape", [LONG_ROWS, (4096, 784), (3, 300001)], ids=lambda s: f"{s[0]}x{s[1]}"
 )
 def test_row_sumsq_deterministic(ext, shape, dtype):
     B, N = shape
+    emulate_only_if(shape != LONG_ROWS or dtype == torch.float32)
     x = _data(shape, "contiguous", dtype, _gen(7))
     first = ext.row_sumsq_cuda(x, B, N)
     second = ext.row_sumsq_cuda(x, B, N)
-    torch.cuda.synchronize()
+    kernel_sync()
     assert torch.equal(first, second)
 
 
 def test_row_sumsq_empty(ext):
-    out = ext.row_sumsq_cuda(torch.empty(0, 5, device="cuda"), 0, 5)
+    out = ext.row_sumsq_cuda(torch.empty(0, 5, device=KERNEL_DEVICE), 0, 5)
     assert out.shape == (0,) and out.dtype == torch.float32
-    out = ext.row_sumsq_cuda(torch.empty(3, 0, device="cuda", dtype=torch.float64), 3, 0)
-    torch.cuda.synchronize()
+    out = ext.row_sumsq_cuda(torch.empty(3, 0, device=KERNEL_DEVICE, dtype=torch.float64), 3, 0)
+    kernel_sync()
     assert out.dtype == torch.float64
-    assert torch.equal(out, torch.zeros(3, dtype=torch.float64, device="cuda"))
+    assert torch.equal(out, torch.zeros(3, dtype=torch.float64, device=KERNEL_DEVICE))
 
 
 # ---------------------------------------------------------------------------
@@ -176,13 +187,14 @@ def test_row_sumsq_empty(ext):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_row_scale_matches_reference(ext, case, dtype):
     shape, layout = case
+    emulate_only_if(shape != LONG_ROWS or dtype == torch.float32)
     B, N = _bn(shape)
     gen = _gen(200 + B + N)
     x = _data(shape, layout, dtype, gen)
     coef = _coef(B, dtype, gen)
     out = ext.row_scale_cuda(x, coef, B, N)
     expected = _per_row(coef, x) * x.double()
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_like(out, x)
     _assert_close(out, expected, RTOL_EW[dtype], f"row_scale {dtype}")
 
@@ -195,6 +207,7 @@ def test_row_scale_matches_reference(ext, case, dtype):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_lerp_rows_matches_reference(ext, case, dtype):
     shape, layout = case
+    emulate_only_if(shape != LONG_ROWS or dtype == torch.float32)
     B, N = _bn(shape)
     gen = _gen(300 + B + N)
     real = _data(shape, layout, dtype, gen)
@@ -203,7 +216,7 @@ def test_lerp_rows_matches_reference(ext, case, dtype):
     out = ext.lerp_rows_cuda(real, fake, alpha, B, N)
     f = fake.double()
     expected = f + _per_row(alpha, real) * (real.double() - f)
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_like(out, real)
     _assert_close(out, expected, RTOL_EW[dtype], f"lerp_rows {dtype}")
 
@@ -221,7 +234,7 @@ def test_lerp_rows_one_input_misaligned(ext, which, dtype):
     out = ext.lerp_rows_cuda(real, fake, alpha, B, N)
     f = fake.double()
     expected = f + _per_row(alpha, real) * (real.double() - f)
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_close(out, expected, RTOL_EW[dtype], f"lerp_rows {dtype}")
 
 
@@ -233,6 +246,7 @@ def test_lerp_rows_one_input_misaligned(ext, which, dtype):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_lerp_rows_backward_matches_reference(ext, case, dtype):
     shape, layout = case
+    emulate_only_if(shape != LONG_ROWS or dtype == torch.float32)
     B, N = _bn(shape)
     gen = _gen(400 + B + N)
     grad = _data(shape, layout, dtype, gen)
@@ -240,7 +254,7 @@ def test_lerp_rows_backward_matches_reference(ext, case, dtype):
     grad_real, grad_fake = ext.lerp_rows_backward_cuda(grad, alpha, B, N)
     g = grad.double()
     a = _per_row(alpha, grad)
-    torch.cuda.synchronize()
+    kernel_sync()
     _assert_like(grad_real, grad)
     _assert_like(grad_fake, grad)
     _assert_close(grad_real, a * g, RTOL_EW[dtype], f"grad_real {dtype}")
@@ -248,14 +262,14 @@ def test_lerp_rows_backward_matches_reference(ext, case, dtype):
 
 
 def test_elementwise_empty(ext):
-    coef = torch.rand(0, device="cuda")
-    x = torch.empty(0, 4, device="cuda")
+    coef = torch.rand(0, device=KERNEL_DEVICE)
+    x = torch.empty(0, 4, device=KERNEL_DEVICE)
     assert ext.row_scale_cuda(x, coef, 0, 4).shape == (0, 4)
     assert ext.lerp_rows_cuda(x, x.clone(), coef, 0, 4).shape == (0, 4)
-    x = torch.empty(3, 0, device="cuda")
-    coef = torch.rand(3, device="cuda")
+    x = torch.empty(3, 0, device=KERNEL_DEVICE)
+    coef = torch.rand(3, device=KERNEL_DEVICE)
     grad_real, grad_fake = ext.lerp_rows_backward_cuda(x, coef, 3, 0)
-    torch.cuda.synchronize()
+    kernel_sync()
     assert grad_real.shape == (3, 0) and grad_fake.shape == (3, 0)
 
 
@@ -264,6 +278,7 @@ def test_elementwise_empty(ext):
 
 
 @pytest.mark.slow
+@GPU_ONLY
 def test_offsets_beyond_int32(ext):
     """B*N > 2**31: the last rows live past every 32-bit offset."""
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
@@ -272,7 +287,7 @@ def test_offsets_beyond_int32(ext):
     B, N = 65537, 32776
     assert B * N > 2**31 and (B - 1) * N > 2**31
     gen = _gen(2024)
-    x = torch.randn(B, N, generator=gen, device="cuda", dtype=torch.float16)
+    x = torch.randn(B, N, generator=gen, device=KERNEL_DEVICE, dtype=torch.float16)
     coef = _coef(B, torch.float16, gen)
     rows = [0, 1, B // 2, B - 2, B - 1]
     sub = x[rows].double()
@@ -301,11 +316,11 @@ def test_rejects_bad_arguments(ext):
     coef = _coef(B, torch.float32, gen)
 
     with pytest.raises(RuntimeError, match="x must be a CUDA tensor"):
-        ext.row_sumsq_cuda(x.cpu(), B, N)
+        ext.row_sumsq_cuda(x.to(OTHER_DEVICE), B, N)
     with pytest.raises(RuntimeError, match="x must be a CUDA tensor"):
-        ext.row_scale_cuda(x.cpu(), coef, B, N)
+        ext.row_scale_cuda(x.to(OTHER_DEVICE), coef, B, N)
     with pytest.raises(RuntimeError, match="coef must be a CUDA tensor"):
-        ext.row_scale_cuda(x, coef.cpu(), B, N)
+        ext.row_scale_cuda(x, coef.to(OTHER_DEVICE), B, N)
     with pytest.raises(RuntimeError, match="elements"):
         ext.row_sumsq_cuda(x, B, N + 1)
     with pytest.raises(RuntimeError, match="non-negative"):
@@ -337,10 +352,10 @@ def test_rejects_bad_arguments(ext):
     with pytest.raises(RuntimeError, match="same dtype"):
         ext.lerp_rows_cuda(x, x.double(), alpha, B, N)
     with pytest.raises(RuntimeError, match="fake must be a CUDA tensor"):
-        ext.lerp_rows_cuda(x, x.cpu(), alpha, B, N)
+        ext.lerp_rows_cuda(x, x.to(OTHER_DEVICE), alpha, B, N)
     with pytest.raises(RuntimeError, match="alpha must have B=4"):
         ext.lerp_rows_cuda(x, x.clone(), alpha[:2], B, N)
     with pytest.raises(RuntimeError, match="alpha must be Double"):
         ext.lerp_rows_backward_cuda(x.double(), alpha, B, N)
     with pytest.raises(RuntimeError, match="grad must be a CUDA tensor"):
-        ext.lerp_rows_backward_cuda(x.cpu(), alpha, B, N)
+        ext.lerp_rows_backward_cuda(x.to(OTHER_DEVICE), alpha, B, N)

@@ -10,16 +10,13 @@ import importlib
 
 import pytest
 import torch
-from conftest import cuda_extension
+from conftest import CUDA_KERNEL_MARKS, KERNEL_BACKEND, KERNEL_DEVICE, cuda_extension
 
 import gankernels as gk
 
 uf = importlib.import_module("gankernels.ops.upfirdn2d")
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-]
+pytestmark = CUDA_KERNEL_MARKS
 
 TOL = {
     torch.float64: dict(rtol=1e-12, atol=1e-12),
@@ -45,11 +42,11 @@ CASES = [
 def test_kernel_matches_reference(dtype, case, layout, flip):
     ext = cuda_extension(["upfirdn2d_forward_cuda"])
     *args, fshape = case
-    x = torch.randn(3, 5, 17, 13, device="cuda").to(dtype)
+    x = torch.randn(3, 5, 17, 13, device=KERNEL_DEVICE).to(dtype)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
-    f = torch.randn(fshape, device="cuda", dtype=acc)
+    f = torch.randn(fshape, device=KERNEL_DEVICE, dtype=acc)
     got = ext.upfirdn2d_forward_cuda(x, f, *args, flip, 1.7)
     want = uf.reference_upfirdn2d_forward(x, f, *args, flip, 1.7)
     assert got.shape == want.shape and got.stride() == want.stride()
@@ -58,9 +55,9 @@ def test_kernel_matches_reference(dtype, case, layout, flip):
 
 def test_op_gradients_on_cuda_backend():
     cuda_extension(["upfirdn2d_forward_cuda"])
-    x = torch.randn(2, 3, 6, 5, device="cuda", dtype=torch.float64, requires_grad=True)
-    f = torch.randn(4, device="cuda", dtype=torch.float64)
-    with gk.use_backend("cuda"):
+    x = torch.randn(2, 3, 6, 5, device=KERNEL_DEVICE, dtype=torch.float64, requires_grad=True)
+    f = torch.randn(4, device=KERNEL_DEVICE, dtype=torch.float64)
+    with gk.use_backend(KERNEL_BACKEND):
         fn = lambda x: gk.ops.upfirdn2d(x, f, up=2, down=(1, 2), padding=(2, 1, -1, 3))  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x,))
         assert torch.autograd.gradgradcheck(fn, (x,))
@@ -68,8 +65,8 @@ def test_op_gradients_on_cuda_backend():
 
 def test_large_image_matches_reference():
     ext = cuda_extension(["upfirdn2d_forward_cuda"])
-    x = torch.randn(4, 64, 128, 128, device="cuda")
-    f = uf.setup_filter([1, 3, 3, 1], device="cuda")
+    x = torch.randn(4, 64, 128, 128, device=KERNEL_DEVICE)
+    f = uf.setup_filter([1, 3, 3, 1], device=KERNEL_DEVICE)
     for args in ((2, 2, 1, 1, 2, 1, 2, 1), (1, 1, 2, 2, 1, 1, 1, 1)):
         got = ext.upfirdn2d_forward_cuda(x, f, *args, False, 4.0)
         want = uf.reference_upfirdn2d_forward(x, f, *args, False, 4.0)

@@ -335,9 +335,8 @@ template <typename T, int VEC, int ACT>
 cudaError_t forward_run(const T* x, const T* b, T* y, int64_t numel,
                         int64_t C, int64_t inner, Coefs<acc_t<T>> k,
                         cudaStream_t stream) {
-  bias_act_forward_kernel<T, VEC, ACT>
-      <<<grid_for(numel, VEC), kThreads, 0, stream>>>(x, b, y, numel, C,
-                                                      inner, k);
+  GK_LAUNCH(grid_for(numel, VEC), kThreads, 0, stream,
+            bias_act_forward_kernel<T, VEC, ACT>)(x, b, y, numel, C, inner, k);
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
@@ -360,9 +359,9 @@ template <typename T, int VEC, int ACT>
 cudaError_t grad_run(const T* dy, const T* s, const T* b, T* out,
                      int64_t numel, int64_t C, int64_t inner,
                      Coefs<acc_t<T>> k, int order, cudaStream_t stream) {
-  bias_act_grad_kernel<T, VEC, ACT>
-      <<<grid_for(numel, VEC), kThreads, 0, stream>>>(dy, s, b, out, numel, C,
-                                                      inner, k, order);
+  GK_LAUNCH(grid_for(numel, VEC), kThreads, 0, stream,
+            bias_act_grad_kernel<T, VEC, ACT>)(dy, s, b, out, numel, C, inner,
+                                               k, order);
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }

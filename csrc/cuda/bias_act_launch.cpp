@@ -3,8 +3,6 @@
 
 #include "bias_act_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <cstdint>
@@ -15,6 +13,8 @@
 
 using gankernels::check_first;
 using gankernels::check_like;
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
 
 namespace {
 
@@ -66,10 +66,6 @@ const void* bias_ptr(const std::optional<at::Tensor>& b) {
   return b.has_value() ? b->const_data_ptr() : nullptr;
 }
 
-cudaStream_t current_stream(const at::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
-}
-
 void check_launch(cudaError_t err, const char* fn) {
   TORCH_CHECK(err == cudaSuccess, fn,
               ": CUDA kernel launch failed: ", cudaGetErrorString(err));
@@ -86,7 +82,7 @@ at::Tensor bias_act_forward_cuda(at::Tensor x, std::optional<at::Tensor> b,
   check_channels(x, "x", C, inner, act, fn);
   check_bias(b, x, "x", C, fn);
 
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   // empty_like keeps the strides of a dense input, hence its flat order.
   at::Tensor y = at::empty_like(x);
   if (x.numel() == 0) {
@@ -129,7 +125,7 @@ at::Tensor bias_act_grad_cuda(at::Tensor dy, at::Tensor s,
   TORCH_CHECK(gain > 0, fn, ": gain must be > 0, got ", gain);
   check_bias(b, s, "s", C, fn);
 
-  const c10::cuda::CUDAGuard guard(s.device());
+  const DeviceGuard guard(s.device());
   at::Tensor out = at::empty_like(s);
   if (s.numel() == 0) {
     return out;

@@ -10,6 +10,18 @@
 
 #include "dtype.h"
 
+// GK_LAUNCH(grid, block, smem, stream, kernel)(args...) launches kernel: the
+// triple-chevron launch under nvcc; under the CPU emulation (GK_CUDA_EMU, see
+// csrc/emu/cuda_emu.h) a call of the emulator. The kernel comes last so that
+// the commas of its template arguments need no extra parentheses.
+#ifdef GK_CUDA_EMU
+#define GK_LAUNCH(grid, block, smem, stream, ...) \
+  ::gk_emu::launch(__VA_ARGS__, #__VA_ARGS__, grid, block, smem, stream)
+#else
+#define GK_LAUNCH(grid, block, smem, stream, ...) \
+  __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 // Returns the last launch error, if any, from the enclosing function.
 #define GK_RETURN_IF_LAUNCH_FAILED()             \
   do {                                           \

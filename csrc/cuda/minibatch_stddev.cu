@@ -99,7 +99,7 @@ cudaError_t minibatch_stddev_stats_launch(DType dtype, const void* x, void* s, i
   if (!valid(G, M, F, row)) return cudaErrorInvalidValue;
   return dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    stats_kernel<T><<<static_cast<unsigned>(M * F), kThreads, 0, stream>>>(
+    GK_LAUNCH(static_cast<unsigned>(M * F), kThreads, 0, stream, stats_kernel<T>)(
         static_cast<const T*>(x), static_cast<T*>(s), G, M, F, row, acc_t<T>(eps));
     GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
@@ -114,10 +114,9 @@ cudaError_t minibatch_stddev_stats_grad_launch(DType dtype, const void* ds, cons
     using T = typename decltype(tag)::type;
     const dim3 grid(static_cast<unsigned>(min_i64(ceil_div(row, kThreads), kMaxGridX)),
                     static_cast<unsigned>(M * F));
-    grad_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(ds),
-                                                  static_cast<const T*>(x),
-                                                  static_cast<T*>(dx), G, M, F, row,
-                                                  acc_t<T>(eps));
+    GK_LAUNCH(grid, kThreads, 0, stream, grad_kernel<T>)(
+        static_cast<const T*>(ds), static_cast<const T*>(x), static_cast<T*>(dx), G, M, F,
+        row, acc_t<T>(eps));
     GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   });

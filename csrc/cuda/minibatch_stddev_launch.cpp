@@ -3,14 +3,15 @@
 
 #include "minibatch_stddev_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <cstdint>
 
 #include "launch_utils.h"
 #include "minibatch_stddev.h"
+
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
 
 namespace {
 
@@ -33,17 +34,13 @@ void check_launch(cudaError_t err, const char* fn) {
   TORCH_CHECK(err == cudaSuccess, fn, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
 
-cudaStream_t current_stream(const at::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
-}
-
 }  // namespace
 
 at::Tensor minibatch_stddev_stats_cuda(at::Tensor x, int64_t G, int64_t F) {
   const char* fn = "minibatch_stddev_stats_cuda";
   const gankernels::DType dtype = gankernels::check_first(x, "x", fn);
   const Geometry g = check_x(x, G, F, fn);
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   at::Tensor s = at::empty({g.M, g.F}, x.options());
   if (g.row == 0) return s.fill_(NAN);  // a mean over no elements
   check_launch(gankernels::minibatch_stddev_stats_launch(dtype, x.const_data_ptr(),
@@ -64,7 +61,7 @@ at::Tensor minibatch_stddev_stats_grad_cuda(at::Tensor ds, at::Tensor x, int64_t
               ds.sizes());
   TORCH_CHECK(g.M * g.F <= 65535, fn, ": at most 65535 (slot, channel group) rows, got ",
               g.M * g.F);
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   at::Tensor dx = at::empty_like(x);
   if (g.row == 0) return dx;
   check_launch(gankernels::minibatch_stddev_stats_grad_launch(

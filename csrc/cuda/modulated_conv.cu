@@ -157,7 +157,7 @@ cudaError_t modconv_weight_launch(DType dtype, const void* weight, const void* s
   if (!valid(N, O, I, K)) return cudaErrorInvalidValue;
   return dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    weight_kernel<T><<<static_cast<unsigned>(N * O), kThreads, 0, stream>>>(
+    GK_LAUNCH(static_cast<unsigned>(N * O), kThreads, 0, stream, weight_kernel<T>)(
         static_cast<const T*>(weight), static_cast<const T*>(styles), static_cast<T*>(w), O,
         I, K, demodulate, acc_t<T>(eps));
     GK_RETURN_IF_LAUNCH_FAILED();
@@ -180,14 +180,14 @@ cudaError_t modconv_weight_grad_launch(DType dtype, const void* dw, const void* 
     A* dc = static_cast<A*>(dcoef);
     A* cc = static_cast<A*>(c);
     if (demodulate) {
-      coef_kernel<T><<<static_cast<unsigned>(N * O), kThreads, 0, stream>>>(g, wt, st, dc, cc,
-                                                                             O, I, K, A(eps));
+      GK_LAUNCH(static_cast<unsigned>(N * O), kThreads, 0, stream, coef_kernel<T>)(
+          g, wt, st, dc, cc, O, I, K, A(eps));
       GK_RETURN_IF_LAUNCH_FAILED();
     }
-    dweight_kernel<T><<<blocks_for(O * I * K), kThreads, 0, stream>>>(
+    GK_LAUNCH(blocks_for(O * I * K), kThreads, 0, stream, dweight_kernel<T>)(
         g, wt, st, dc, cc, static_cast<T*>(dweight), N, O, I, K, demodulate);
     GK_RETURN_IF_LAUNCH_FAILED();
-    dstyles_kernel<T><<<blocks_for(N * I * kWarpSize), kThreads, 0, stream>>>(
+    GK_LAUNCH(blocks_for(N * I * kWarpSize), kThreads, 0, stream, dstyles_kernel<T>)(
         g, wt, st, dc, cc, static_cast<T*>(dstyles), N, O, I, K, demodulate);
     GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;

@@ -3,14 +3,15 @@
 
 #include "modulated_conv_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <tuple>
 
 #include "launch_utils.h"
 #include "modulated_conv.h"
+
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
 
 namespace {
 
@@ -27,10 +28,6 @@ void check_launch(cudaError_t err, const char* fn) {
   TORCH_CHECK(err == cudaSuccess, fn, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
 
-cudaStream_t current_stream(const at::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
-}
-
 }  // namespace
 
 at::Tensor modconv_weight_cuda(at::Tensor weight, at::Tensor styles, bool demodulate,
@@ -38,7 +35,7 @@ at::Tensor modconv_weight_cuda(at::Tensor weight, at::Tensor styles, bool demodu
   const char* fn = "modconv_weight_cuda";
   const gankernels::DType dtype = gankernels::check_first(weight, "weight", fn);
   check_inputs(weight, styles, fn);
-  const c10::cuda::CUDAGuard guard(weight.device());
+  const DeviceGuard guard(weight.device());
   const int64_t N = styles.size(0), O = weight.size(0), I = weight.size(1);
   at::Tensor w = at::empty({N, O, I, weight.size(2), weight.size(3)}, weight.options());
   if (w.numel() == 0) return w;
@@ -63,7 +60,7 @@ std::tuple<at::Tensor, at::Tensor> modconv_weight_grad_cuda(at::Tensor dw, at::T
                   dw.size(3) == weight.size(2) && dw.size(4) == weight.size(3) &&
                   dw.is_contiguous(),
               fn, ": dw must be a contiguous (N, O, I, kh, kw) tensor, got sizes ", dw.sizes());
-  const c10::cuda::CUDAGuard guard(weight.device());
+  const DeviceGuard guard(weight.device());
   at::Tensor dweight = at::empty_like(weight), dstyles = at::empty_like(styles);
   if (dweight.numel() == 0 || dstyles.numel() == 0) {
     return {dweight.zero_(), dstyles.zero_()};

@@ -191,7 +191,7 @@ cudaError_t norm_act_stats_launch(DType dtype, const void* x, void* mean,
   const Shape sh{N, C, S, channels_last, per_sample};
   return dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    stats_kernel<T><<<groups_grid(sh), kThreads, 0, stream>>>(
+    GK_LAUNCH(groups_grid(sh), kThreads, 0, stream, stats_kernel<T>)(
         static_cast<const T*>(x), static_cast<acc_t<T>*>(mean),
         static_cast<acc_t<T>*>(var), sh);
     GK_RETURN_IF_LAUNCH_FAILED();
@@ -212,11 +212,11 @@ cudaError_t norm_act_forward_launch(DType dtype, const void* x,
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
     return dispatch_act(act, [&](auto a) {
-      forward_kernel<decltype(a)::value, T>
-          <<<grid_for(N * C * S), kThreads, 0, stream>>>(
-              static_cast<const T*>(x), static_cast<const A*>(mean),
-              static_cast<const A*>(rstd), static_cast<const A*>(weight),
-              static_cast<const A*>(bias), static_cast<T*>(y), sh, A(alpha));
+      GK_LAUNCH(grid_for(N * C * S), kThreads, 0, stream,
+                forward_kernel<decltype(a)::value, T>)(
+          static_cast<const T*>(x), static_cast<const A*>(mean),
+          static_cast<const A*>(rstd), static_cast<const A*>(weight),
+          static_cast<const A*>(bias), static_cast<T*>(y), sh, A(alpha));
       GK_RETURN_IF_LAUNCH_FAILED();
       return cudaSuccess;
     });
@@ -239,13 +239,13 @@ cudaError_t norm_act_backward_launch(DType dtype, const void* dy,
     using A = acc_t<T>;
     return dispatch_act(act, [&](auto a) {
       constexpr int ACT = decltype(a)::value;
-      backward_reduce_kernel<ACT, T><<<groups_grid(sh), kThreads, 0, stream>>>(
+      GK_LAUNCH(groups_grid(sh), kThreads, 0, stream, backward_reduce_kernel<ACT, T>)(
           static_cast<const T*>(dy), static_cast<const T*>(x),
           static_cast<const A*>(mean), static_cast<const A*>(rstd),
           static_cast<const A*>(weight), static_cast<const A*>(bias),
           static_cast<A*>(sum_g), static_cast<A*>(sum_gxhat), sh, A(alpha));
       GK_RETURN_IF_LAUNCH_FAILED();
-      backward_dx_kernel<ACT, T><<<grid_for(N * C * S), kThreads, 0, stream>>>(
+      GK_LAUNCH(grid_for(N * C * S), kThreads, 0, stream, backward_dx_kernel<ACT, T>)(
           static_cast<const T*>(dy), static_cast<const T*>(x),
           static_cast<const A*>(mean), static_cast<const A*>(rstd),
           static_cast<const A*>(weight), static_cast<const A*>(bias),

@@ -3,8 +3,6 @@
 
 #include "norm_act_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <cstdint>
@@ -17,6 +15,9 @@
 using gankernels::acc_scalar_type;
 using gankernels::check_first;
 using gankernels::check_like;
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
+using gankernels::on_kernel_device;
 
 namespace {
 
@@ -49,7 +50,7 @@ Layout layout_of(const at::Tensor& x, const char* fn) {
 
 void check_vec(const at::Tensor& t, const char* name, int64_t n,
                const at::Tensor& x, const char* fn) {
-  TORCH_CHECK(t.is_cuda() && t.device() == x.device(), fn, ": ", name,
+  TORCH_CHECK(on_kernel_device(t) && t.device() == x.device(), fn, ": ", name,
               " must be on ", x.device());
   TORCH_CHECK(t.scalar_type() == acc_scalar_type(x) && t.is_contiguous() &&
                   t.numel() == n,
@@ -65,10 +66,6 @@ const void* optional_ptr(const std::optional<at::Tensor>& t, const char* name,
   return t->const_data_ptr();
 }
 
-cudaStream_t current_stream(const at::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
-}
-
 void check_launch(cudaError_t err, const char* fn) {
   TORCH_CHECK(err == cudaSuccess, fn,
               ": CUDA kernel launch failed: ", cudaGetErrorString(err));
@@ -81,7 +78,7 @@ std::tuple<at::Tensor, at::Tensor> norm_act_stats_cuda(at::Tensor x,
   const char* fn = "norm_act_stats_cuda";
   const gankernels::DType dtype = check_first(x, "x", fn);
   const Layout l = layout_of(x, fn);
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   const int64_t G = per_sample ? l.N * l.C : l.C;
   at::Tensor mean = at::empty({G}, x.options().dtype(acc_scalar_type(x)));
   at::Tensor var = at::empty_like(mean);
@@ -109,7 +106,7 @@ at::Tensor norm_act_forward_cuda(at::Tensor x, at::Tensor mean,
               gankernels::kNormActNumActs - 1, "], got ", act);
   const void* w = optional_ptr(weight, "weight", l.C, x, fn);
   const void* b = optional_ptr(bias, "bias", l.C, x, fn);
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   at::Tensor y = at::empty_like(x);
   check_launch(gankernels::norm_act_forward_launch(
                    dtype, x.const_data_ptr(), mean.const_data_ptr(),
@@ -138,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_act_backward_cuda(
               gankernels::kNormActNumActs - 1, "], got ", act);
   const void* w = optional_ptr(weight, "weight", l.C, x, fn);
   const void* b = optional_ptr(bias, "bias", l.C, x, fn);
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   at::Tensor dx = at::empty_like(x);
   at::Tensor sum_g = at::empty({G}, x.options().dtype(acc_scalar_type(x)));
   at::Tensor sum_gx = at::empty_like(sum_g);

@@ -340,14 +340,14 @@ cudaError_t row_sumsq_impl(const T* x, acc_t<T>* out, int64_t B, int64_t N,
   }
   const auto grid =
       static_cast<unsigned>(grid_for(items, kSumsqWarps, kMaxGridX));
-  row_sumsq_kernel<T, kVec><<<grid, kSumsqThreads, 0, stream>>>(
+  GK_LAUNCH(grid, kSumsqThreads, 0, stream, row_sumsq_kernel<T, kVec>)(
       x, dst, B, N, plan.splits, plan.chunk_units);
   GK_RETURN_IF_LAUNCH_FAILED();
   if (plan.splits > 1) {
     const auto cgrid =
         static_cast<unsigned>(grid_for(B, kCombineWarps, kMaxGridX));
-    row_sumsq_combine_kernel<Acc>
-        <<<cgrid, kCombineThreads, 0, stream>>>(scratch, out, B, plan.splits);
+    GK_LAUNCH(cgrid, kCombineThreads, 0, stream, row_sumsq_combine_kernel<Acc>)(
+        scratch, out, B, plan.splits);
     GK_RETURN_IF_LAUNCH_FAILED();
   }
   return cudaSuccess;
@@ -378,8 +378,8 @@ template <typename T, int VEC>
 cudaError_t row_scale_run(const T* x, const acc_t<T>* coef, T* out, int64_t B,
                           int64_t N, cudaStream_t stream) {
   const EwPlan p = ew_plan(B, N, VEC);
-  row_scale_kernel<T, VEC>
-      <<<p.grid, kEwThreads, 0, stream>>>(x, coef, out, p.units, p.Nu);
+  GK_LAUNCH(p.grid, kEwThreads, 0, stream, row_scale_kernel<T, VEC>)(
+      x, coef, out, p.units, p.Nu);
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }
@@ -404,7 +404,7 @@ template <typename T, int VEC>
 cudaError_t lerp_rows_run(const T* real, const T* fake, const acc_t<T>* alpha,
                           T* out, int64_t B, int64_t N, cudaStream_t stream) {
   const EwPlan p = ew_plan(B, N, VEC);
-  lerp_rows_kernel<T, VEC><<<p.grid, kEwThreads, 0, stream>>>(
+  GK_LAUNCH(p.grid, kEwThreads, 0, stream, lerp_rows_kernel<T, VEC>)(
       real, fake, alpha, out, p.units, p.Nu);
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
@@ -431,7 +431,7 @@ cudaError_t lerp_rows_backward_run(const T* grad, const acc_t<T>* alpha,
                                    T* grad_real, T* grad_fake, int64_t B,
                                    int64_t N, cudaStream_t stream) {
   const EwPlan p = ew_plan(B, N, VEC);
-  lerp_rows_backward_kernel<T, VEC><<<p.grid, kEwThreads, 0, stream>>>(
+  GK_LAUNCH(p.grid, kEwThreads, 0, stream, lerp_rows_backward_kernel<T, VEC>)(
       grad, alpha, grad_real, grad_fake, p.units, p.Nu);
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;

@@ -3,8 +3,6 @@
 
 #include "penalty_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <cstdint>
@@ -16,6 +14,9 @@
 using gankernels::acc_scalar_type;
 using gankernels::check_first;
 using gankernels::check_like;
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
+using gankernels::on_kernel_device;
 
 namespace {
 
@@ -51,8 +52,8 @@ void check_rows(const at::Tensor& t, const char* name, int64_t B, int64_t N,
 void check_coef(const at::Tensor& c, const char* name, const at::Tensor& x,
                 const char* x_name, int64_t B, const char* fn) {
   TORCH_CHECK(c.defined(), fn, ": ", name, " is undefined");
-  TORCH_CHECK(c.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
-              c.device());
+  TORCH_CHECK(on_kernel_device(c), fn, ": ", name,
+              " must be a CUDA tensor, got ", c.device());
   TORCH_CHECK(c.device() == x.device(), fn, ": ", name,
               " must be on the same device as ", x_name, " (", x.device(),
               "), got ", c.device());
@@ -63,10 +64,6 @@ void check_coef(const at::Tensor& c, const char* name, const at::Tensor& x,
   TORCH_CHECK(c.scalar_type() == want, fn, ": ", name, " must be ", want,
               " for ", x.scalar_type(), " ", x_name, ", got ",
               c.scalar_type());
-}
-
-cudaStream_t current_stream(const at::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
 }
 
 void check_launch(cudaError_t err, const char* fn) {
@@ -82,7 +79,7 @@ at::Tensor row_sumsq_cuda(at::Tensor x, int64_t B, int64_t N) {
   const int64_t numel = check_sizes(B, N, fn);
   check_rows(x, "x", B, N, numel, fn);
 
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   const auto acc_options = x.options().dtype(acc_scalar_type(x));
   if (numel == 0) {
     return at::zeros({B}, acc_options);
@@ -114,7 +111,7 @@ at::Tensor row_scale_cuda(at::Tensor x, at::Tensor coef, int64_t B,
   check_rows(x, "x", B, N, numel, fn);
   check_coef(coef, "coef", x, "x", B, fn);
 
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   // empty_like keeps the strides of a dense input, hence its flat order.
   at::Tensor out = at::empty_like(x);
   if (numel == 0) {
@@ -144,7 +141,7 @@ at::Tensor lerp_rows_cuda(at::Tensor real, at::Tensor fake, at::Tensor alpha,
               real.strides(), " and ", fake.strides());
   check_coef(alpha, "alpha", real, "real", B, fn);
 
-  const c10::cuda::CUDAGuard guard(real.device());
+  const DeviceGuard guard(real.device());
   at::Tensor out = at::empty_like(real);
   if (numel == 0) {
     return out;
@@ -167,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor> lerp_rows_backward_cuda(at::Tensor grad,
   check_rows(grad, "grad", B, N, numel, fn);
   check_coef(alpha, "alpha", grad, "grad", B, fn);
 
-  const c10::cuda::CUDAGuard guard(grad.device());
+  const DeviceGuard guard(grad.device());
   at::Tensor grad_real = at::empty_like(grad);
   at::Tensor grad_fake = at::empty_like(grad);
   if (numel == 0) {

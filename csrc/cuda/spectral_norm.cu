@@ -546,7 +546,7 @@ cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
   const int tpr_log2 = choose_tpr_log2(units);
 
   if (H * N <= kSmallMaxElems && H <= kSmallMaxRows) {
-    sn_power_small_kernel<T, VEC><<<1, kSmallThreads, 0, stream>>>(
+    GK_LAUNCH(1, kSmallThreads, 0, stream, sn_power_small_kernel<T, VEC>)(
         w, u, v, sigma, y, u_acc, v_acc, parts, A, H, Ku, n_iter, eps,
         tpr_log2);
     GK_RETURN_IF_LAUNCH_FAILED();
@@ -559,10 +559,10 @@ cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
       static_cast<unsigned>(row_grid_ll < kMaxGridX ? row_grid_ll : kMaxGridX);
 
   if (n_iter == 0) {
-    sn_row_kernel<T, T, VEC>
-        <<<row_grid, kRowThreads, 0, stream>>>(w, v, y, A, H, Ku, tpr_log2);
+    GK_LAUNCH(row_grid, kRowThreads, 0, stream, sn_row_kernel<T, T, VEC>)(
+        w, v, y, A, H, Ku, tpr_log2);
     GK_RETURN_IF_LAUNCH_FAILED();
-    sn_dot_kernel<T><<<1, kReduceThreads, 0, stream>>>(u, y, H, sigma);
+    GK_LAUNCH(1, kReduceThreads, 0, stream, sn_dot_kernel<T>)(u, y, H, sigma);
     GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   }
@@ -578,20 +578,20 @@ cudaError_t power_iteration_run(const T* w, T* u, T* v, T* sigma, int64_t A,
   for (int64_t it = 0; it < n_iter; ++it) {
     const bool last = it + 1 == n_iter;
     if (it == 0) {
-      sn_row_kernel<T, T, VEC>
-          <<<row_grid, kRowThreads, 0, stream>>>(w, v, y, A, H, Ku, tpr_log2);
+      GK_LAUNCH(row_grid, kRowThreads, 0, stream, sn_row_kernel<T, T, VEC>)(
+          w, v, y, A, H, Ku, tpr_log2);
     } else {
-      sn_row_kernel<T, Acc, VEC><<<row_grid, kRowThreads, 0, stream>>>(
+      GK_LAUNCH(row_grid, kRowThreads, 0, stream, sn_row_kernel<T, Acc, VEC>)(
           w, v_acc, y, A, H, Ku, tpr_log2);
     }
     GK_RETURN_IF_LAUNCH_FAILED();
-    sn_normalize_kernel<T><<<1, kReduceThreads, 0, stream>>>(
+    GK_LAUNCH(1, kReduceThreads, 0, stream, sn_normalize_kernel<T>)(
         y, 1, H, u_acc, last ? u : nullptr, nullptr, eps);
     GK_RETURN_IF_LAUNCH_FAILED();
-    sn_col_kernel<T, VEC><<<col_grid, kColThreads, 0, stream>>>(
+    GK_LAUNCH(col_grid, kColThreads, 0, stream, sn_col_kernel<T, VEC>)(
         w, u_acc, parts, A, H, Ku, rows_per_split);
     GK_RETURN_IF_LAUNCH_FAILED();
-    sn_normalize_kernel<T><<<1, kReduceThreads, 0, stream>>>(
+    GK_LAUNCH(1, kReduceThreads, 0, stream, sn_normalize_kernel<T>)(
         parts, splits, N, v_acc, last ? v : nullptr, last ? sigma : nullptr,
         eps);
     GK_RETURN_IF_LAUNCH_FAILED();
@@ -610,8 +610,8 @@ cudaError_t power_iteration_impl(const T* w, T* u, T* v, T* sigma, int64_t A,
   }
   const int64_t N = A * K;
   if (H == 0 || N == 0) {
-    sn_empty_kernel<T><<<1, kReduceThreads, 0, stream>>>(u, H, v, N, sigma,
-                                                         n_iter > 0 ? 1 : 0);
+    GK_LAUNCH(1, kReduceThreads, 0, stream, sn_empty_kernel<T>)(
+        u, H, v, N, sigma, n_iter > 0 ? 1 : 0);
     GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
   }
@@ -634,7 +634,7 @@ cudaError_t backward_run(const T* grad, const T* w, const T* u, const T* v,
   const int64_t numel = A * H * K;
   const int64_t Ku = K / VEC;
   if (numel <= kBwdSmallMaxElems) {
-    sn_bwd_small_kernel<T, VEC><<<1, kBwdSmallThreads, 0, stream>>>(
+    GK_LAUNCH(1, kBwdSmallThreads, 0, stream, sn_bwd_small_kernel<T, VEC>)(
         grad, w, u, v, sigma, out, A, H, Ku);
     GK_RETURN_IF_LAUNCH_FAILED();
     return cudaSuccess;
@@ -648,13 +648,12 @@ cudaError_t backward_run(const T* grad, const T* w, const T* u, const T* v,
   }
   int64_t apply_blocks = ceil_div(units, kBwdThreads);
   if (apply_blocks > kBwdMaxApplyBlocks) apply_blocks = kBwdMaxApplyBlocks;
-  sn_bwd_reduce_kernel<T, VEC>
-      <<<static_cast<unsigned>(num_partials), kBwdThreads, 0, stream>>>(
-          grad, w, numel, scratch);
+  GK_LAUNCH(static_cast<unsigned>(num_partials), kBwdThreads, 0, stream,
+            sn_bwd_reduce_kernel<T, VEC>)(grad, w, numel, scratch);
   GK_RETURN_IF_LAUNCH_FAILED();
-  sn_bwd_apply_kernel<T, VEC>
-      <<<static_cast<unsigned>(apply_blocks), kBwdThreads, 0, stream>>>(
-          grad, u, v, sigma, out, scratch, num_partials, A, H, Ku);
+  GK_LAUNCH(static_cast<unsigned>(apply_blocks), kBwdThreads, 0, stream,
+            sn_bwd_apply_kernel<T, VEC>)(grad, u, v, sigma, out, scratch,
+                                         num_partials, A, H, Ku);
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;
 }

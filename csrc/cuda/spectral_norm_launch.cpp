@@ -3,8 +3,6 @@
 
 #include "spectral_norm_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <cstdint>
@@ -13,14 +11,17 @@
 #include "spectral_norm.h"
 
 using gankernels::acc_scalar_type;
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
+using gankernels::on_kernel_device;
 
 namespace {
 
 void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& w,
                   const char* fn) {
   TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ",
-              t.device());
+  TORCH_CHECK(on_kernel_device(t), fn, ": ", name,
+              " must be a CUDA tensor, got ", t.device());
   TORCH_CHECK(t.device() == w.device(), fn, ": ", name,
               " must be on the same device as w (", w.device(), "), got ",
               t.device());
@@ -57,7 +58,8 @@ at::Tensor sn_power_iteration_cuda(at::Tensor w, at::Tensor u, at::Tensor v,
                                    int64_t A, int64_t H, int64_t K,
                                    int64_t n_iter, double eps) {
   const char* fn = "sn_power_iteration_cuda";
-  TORCH_CHECK(w.defined() && w.is_cuda(), fn, ": w must be a CUDA tensor");
+  TORCH_CHECK(w.defined() && on_kernel_device(w), fn,
+              ": w must be a CUDA tensor");
   const gankernels::DType dtype = gankernels::dtype_of(w, "w", fn);
   check_tensor(w, "w", w, fn);
   check_tensor(u, "u", w, fn);
@@ -66,9 +68,8 @@ at::Tensor sn_power_iteration_cuda(at::Tensor w, at::Tensor u, at::Tensor v,
   TORCH_CHECK(n_iter >= 0, fn, ": n_iter must be >= 0, got ", n_iter);
   TORCH_CHECK(eps >= 0.0, fn, ": eps must be >= 0, got ", eps);
 
-  const c10::cuda::CUDAGuard guard(w.device());
-  const cudaStream_t stream =
-      c10::cuda::getCurrentCUDAStream(w.device().index()).stream();
+  const DeviceGuard guard(w.device());
+  const cudaStream_t stream = current_stream(w);
 
   at::Tensor sigma = at::empty({}, w.options());
   const int64_t scratch_numel =
@@ -89,7 +90,8 @@ at::Tensor sn_backward_cuda(at::Tensor grad, at::Tensor w, at::Tensor u,
                             at::Tensor v, at::Tensor sigma, int64_t A,
                             int64_t H, int64_t K) {
   const char* fn = "sn_backward_cuda";
-  TORCH_CHECK(w.defined() && w.is_cuda(), fn, ": w must be a CUDA tensor");
+  TORCH_CHECK(w.defined() && on_kernel_device(w), fn,
+              ": w must be a CUDA tensor");
   const gankernels::DType dtype = gankernels::dtype_of(w, "w", fn);
   check_tensor(w, "w", w, fn);
   TORCH_CHECK(grad.defined(), fn, ": grad is undefined");
@@ -106,9 +108,8 @@ at::Tensor sn_backward_cuda(at::Tensor grad, at::Tensor w, at::Tensor u,
               ": sigma must have exactly one element, got ", sigma.numel());
   check_sizes(w, u, v, A, H, K, fn);
 
-  const c10::cuda::CUDAGuard guard(w.device());
-  const cudaStream_t stream =
-      c10::cuda::getCurrentCUDAStream(w.device().index()).stream();
+  const DeviceGuard guard(w.device());
+  const cudaStream_t stream = current_stream(w);
 
   at::Tensor grad_w = at::empty(w.sizes(), w.options());
   const int64_t scratch_numel = gankernels::sn_backward_scratch_numel(A, H, K);

@@ -74,9 +74,9 @@ cudaError_t run(const T* x, const acc_t<T>* fx, const acc_t<T>* fy, T* y,
   const int64_t numel = s.N * s.C * s.OH * s.OW;
   const int blocks = static_cast<int>(min_i64(ceil_div(numel, kThreads), kMaxBlocks));
   if (s.separable) {
-    upfirdn2d_kernel<T, true><<<blocks, kThreads, 0, stream>>>(x, fx, fy, y, s, numel);
+    GK_LAUNCH(blocks, kThreads, 0, stream, upfirdn2d_kernel<T, true>)(x, fx, fy, y, s, numel);
   } else {
-    upfirdn2d_kernel<T, false><<<blocks, kThreads, 0, stream>>>(x, fx, fy, y, s, numel);
+    GK_LAUNCH(blocks, kThreads, 0, stream, upfirdn2d_kernel<T, false>)(x, fx, fy, y, s, numel);
   }
   GK_RETURN_IF_LAUNCH_FAILED();
   return cudaSuccess;

@@ -3,14 +3,16 @@
 
 #include "upfirdn2d_launch.h"
 
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <cstdint>
 
 #include "launch_utils.h"
 #include "upfirdn2d.h"
+
+using gankernels::current_stream;
+using gankernels::DeviceGuard;
+using gankernels::on_kernel_device;
 
 namespace {
 
@@ -33,7 +35,7 @@ at::Tensor upfirdn2d_forward_cuda(at::Tensor x, at::Tensor f, int64_t upx,
       !contiguous && x.is_contiguous(at::MemoryFormat::ChannelsLast);
   TORCH_CHECK(contiguous || channels_last, fn,
               ": x must be contiguous or channels_last");
-  TORCH_CHECK(f.is_cuda() && f.device() == x.device(), fn,
+  TORCH_CHECK(on_kernel_device(f) && f.device() == x.device(), fn,
               ": f must be on x's device ", x.device(), ", got ", f.device());
   TORCH_CHECK((f.dim() == 1 || f.dim() == 2) && f.numel() > 0, fn,
               ": f must be a non-empty 1-D or 2-D tensor");
@@ -49,7 +51,7 @@ at::Tensor upfirdn2d_forward_cuda(at::Tensor x, at::Tensor f, int64_t upx,
   TORCH_CHECK(OH >= 1 && OW >= 1, fn, ": the padding leaves no output (", OH,
               "x", OW, ")");
 
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   at::Tensor y = at::empty({x.size(0), x.size(1), OH, OW}, x.options(),
                            channels_last ? at::MemoryFormat::ChannelsLast
                                          : at::MemoryFormat::Contiguous);
@@ -84,7 +86,7 @@ at::Tensor upfirdn2d_forward_cuda(at::Tensor x, at::Tensor f, int64_t upx,
   const cudaError_t err = gankernels::upfirdn2d_forward_launch(
       dtype, x.const_data_ptr(), fx.const_data_ptr(),
       separable ? fy.const_data_ptr() : nullptr, y.mutable_data_ptr(), s,
-      c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+      current_stream(x));
   TORCH_CHECK(err == cudaSuccess, fn,
               ": CUDA kernel launch failed: ", cudaGetErrorString(err));
   return y;

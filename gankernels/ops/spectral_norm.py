@@ -63,8 +63,8 @@ def _backend_kernels(name: str):
         from ..triton import spectral_norm as tsn
 
         return tsn.power_iteration, tsn.backward
-    ext = _backend.extension()
-    return getattr(ext, f"sn_power_iteration_{name}"), getattr(ext, f"sn_backward_{name}")
+    ext, suffix = _backend.extension_for(name)
+    return getattr(ext, f"sn_power_iteration_{suffix}"), getattr(ext, f"sn_backward_{suffix}")
 
 
 def _run_power_iteration(weight, u, v, dim, n_iter, eps, backend=None):
