@@ -542,3 +542,58 @@ def test_once_graph_kept_past_the_next_refresh_fails_loudly():
         layer(x)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.backward()
+
+
+# ---------------------------------------------------------------------------------------
+# Output reuse for large weights (threshold lowered so that small weights take the path).
+
+
+def _shares(a, b):
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def test_output_storage_reused_only_when_nothing_refers_to_it(monkeypatch):
+    from gankernels.nn import spectral_norm as sn_module
+
+    monkeypatch.setattr(sn_module, "REUSE_BYTES", 0)
+    torch.manual_seed(8)
+    layer = gk.nn.SNLinear(30, 20).double()
+    p = layer.parametrizations.weight
+    with torch.no_grad():
+        out1 = p[0](p.original)
+        keep1 = out1.clone()
+        out2 = p[0](p.original)
+        out3 = p[0](p.original)  # both pooled storages in use: a fresh one
+        assert not _shares(out1, out2) and not _shares(out3, out1) and not _shares(out3, out2)
+        assert torch.equal(out1, keep1), "an output in use was overwritten"
+        view = out2[:3]
+        del out2
+        out4 = p[0](p.original)  # out2's storage is still seen through `view`
+        assert not _shares(out4, view)
+        ptr1 = out1.untyped_storage().data_ptr()
+        del out1, keep1
+        out5 = p[0](p.original)
+        assert out5.untyped_storage().data_ptr() in (ptr1, out4.untyped_storage().data_ptr())
+
+
+@pytest.mark.parametrize("order", ["uv", "vu"])
+def test_output_reuse_keeps_graphs_and_numbers(monkeypatch, order):
+    """Two training forwards whose graphs are alive, then one backward: outputs and
+    gradients equal those of a layer that allocates every output."""
+    from gankernels.nn import spectral_norm as sn_module
+
+    torch.manual_seed(9)
+    plain = gk.nn.utils.spectral_norm(nn.Linear(12, 9).double(), order=order)
+    reuse = copy.deepcopy(plain)
+    x1, x2 = torch.randn(4, 12, dtype=torch.float64), torch.randn(4, 12, dtype=torch.float64)
+    results = []
+    for layer, threshold in ((plain, 2**62), (reuse, 0)):
+        monkeypatch.setattr(sn_module, "REUSE_BYTES", threshold)
+        for _ in range(3):
+            layer.zero_grad()
+            loss = layer(x1).square().sum() + layer(x2).sin().sum()
+            loss.backward()
+        results.append((loss.detach(), *[q.grad.clone() for q in layer.parameters()]))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+    assert sn_module._pools.get(reuse.parametrizations.weight[0])

@@ -191,6 +191,18 @@ void fused_rows(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A
 // ------------------------------------------------------------------------------------
 // Column pass (order v, u).
 
+// Rows read ahead by the column pass. Its rows are short runs far apart, which the
+// hardware prefetchers do not follow from one row to the next.
+constexpr int64_t kPrefetchRows = 8;
+
+// Asks for w[h + kPrefetchRows .. + R)[0:n) (rows `stride` apart) to be brought into cache.
+template <int R, typename scalar_t>
+inline void prefetch_rows(const scalar_t* w, int64_t stride, int64_t h, int64_t H, int64_t n) {
+  constexpr int64_t kLine = 64 / int64_t(sizeof(scalar_t));
+  for (int64_t r = h + kPrefetchRows; r < std::min(H, h + kPrefetchRows + R); ++r)
+    for (int64_t k = 0; k < n; k += kLine) __builtin_prefetch(w + r * stride + k, 0, 3);
+}
+
 // Over the column blocks [j0, j1): s[cols] = M[:, cols]^T y, then t += M[:, cols] s[cols].
 // A block is either a range of columns within one slab (K large) or whole slabs (K small).
 template <typename scalar_t, typename acc_t>
@@ -216,6 +228,7 @@ void col_pass(const scalar_t* w, const acc_t* y, acc_t* s, acc_t* t, int64_t A, 
       acc_t* seg = s + a * K + k0;
       std::fill(seg, seg + n, acc_t(0));
       in_groups(0, H, [&](auto R, int64_t h) {
+        prefetch_rows<decltype(R)::value>(slab, K, h, H, n);
         axpy_rows<decltype(R)::value>(seg, y + h, slab + h * K, K, n);
       });
     }
@@ -223,6 +236,7 @@ void col_pass(const scalar_t* w, const acc_t* y, acc_t* s, acc_t* t, int64_t A, 
       const scalar_t* slab = w + a * H * K + k0;
       const acc_t* seg = s + a * K + k0;
       in_groups(0, H, [&](auto R, int64_t h) {
+        prefetch_rows<decltype(R)::value>(slab, K, h, H, n);
         dot_rows<decltype(R)::value>(slab + h * K, K, seg, n, t + h);
       });
     }
@@ -234,9 +248,12 @@ template <typename scalar_t, typename acc_t>
 void fused_cols(const scalar_t* w, const acc_t* y, acc_t* s, acc_t* t, int64_t A, int64_t H,
                 int64_t K) {
   const int64_t N = A * K;
-  // Columns per block so that the block (H x cb) fits kBlockBytes; at least a cache line.
+  // Columns per block so that the block (H x cb) fits kBlockBytes (L2), but runs of at
+  // least 1 KB per row: with many rows, short runs would touch a new page per row and
+  // miss the TLB; the block then lives in L3 between its two reads.
   const int64_t cb = std::max<int64_t>(
-      16, kBlockBytes / std::max<int64_t>(1, H * int64_t(sizeof(scalar_t))));
+      1024 / int64_t(sizeof(scalar_t)),
+      kBlockBytes / std::max<int64_t>(1, H * int64_t(sizeof(scalar_t))));
   int64_t slabs_per = 0, blocks;
   if (cb < K) {
     blocks = A * ((K + cb - 1) / cb);

@@ -1034,12 +1034,14 @@ int64_t sn_power_iteration_scratch_numel(int64_t A, int64_t H, int64_t K) {
     return 0;
   }
   const int64_t N = A * K;
-  // Unvectorised plans have the most blocks (v first: one unit per column).
-  const int64_t rows = fused_plan(A, H, K, 1, false).scratch;
-  const int64_t cols = fused_plan(A, H, K, 1, true).scratch;
   int64_t need = 2 * H + 2 * N;  // small kernel; eval needs H
-  if (rows > need) need = rows;
-  if (cols > need) need = cols;
+  // Every vector width a dtype may use (the plans of v first depend on it).
+  for (int vec = 1; vec <= 8; vec *= 2) {
+    for (bool v_first : {false, true}) {
+      const int64_t p = fused_plan(A, H, K, vec, v_first).scratch;
+      if (p > need) need = p;
+    }
+  }
   return need;
 }
 

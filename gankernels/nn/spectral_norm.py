@@ -11,6 +11,8 @@ forwards (see its docstring for how that differs from torch)."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -20,12 +22,49 @@ from torch.nn.utils import parametrize
 
 from ..ops.spectral_norm import (
     ORDERS,
+    _spectral_norm_into,
     matrix_view,
     sn_power_iteration,
     spectral_norm_scale,
     spectral_norm_sigma,
 )
 from ..ops.spectral_norm import spectral_norm as sn_op
+
+# Output reuse. glibc serves every CPU allocation of 32 MiB or more with fresh pages from
+# the kernel (its mmap threshold stops growing there), and touching them for the first
+# time costs several times the whole forward (about 1.5 us per 4 KiB page here). For
+# such weights each parametrization keeps up to two output storages and writes W / sigma
+# into one that nothing refers to any more (no tensor, view or saved-for-backward copy:
+# the storage's use count is 1).
+REUSE_BYTES = 32 * 2**20
+_POOL_SIZE = 2
+_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_pool_lock = threading.Lock()
+
+
+def _storage_users(storage: torch.UntypedStorage) -> int:
+    return torch._C._storage_Use_Count(storage._cdata)
+
+
+def _reusable_output(owner: nn.Module, weight: torch.Tensor) -> torch.Tensor | None:
+    """A tensor laid out like `weight` on a storage of `owner` that nobody else uses, or
+    None (small weights, other devices, non-contiguous ones: allocate as usual)."""
+    nbytes = weight.numel() * weight.element_size()
+    if nbytes < REUSE_BYTES or weight.device.type != "cpu" or not weight.is_contiguous():
+        return None
+    with _pool_lock:
+        pool = _pools.setdefault(owner, [])
+        pool[:] = [st for st in pool if st.nbytes() == nbytes]  # drop stale sizes
+        free = next((st for st in pool if _storage_users(st) == 1), None)
+        if free is None:
+            if len(pool) >= _POOL_SIZE:
+                return None
+            free = torch.UntypedStorage(nbytes, device=weight.device)
+            pool.append(free)
+        # A new tensor on the storage: its use count is 2 until this output is dropped.
+        out = weight.new_empty(0)
+        return out.set_(free, 0, weight.shape, weight.stride())
+
 
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -89,16 +128,12 @@ class SpectralNorm(nn.Module):
             return spectral_norm_scale(
                 weight, self._held_u, self._held_v, self._held_sigma, self.dim
             )
-        return sn_op(
-            weight,
-            self._u,
-            self._v,
-            self.n_power_iterations,
-            self.eps,
-            self.dim,
-            self.training,
-            self.order,
-        )
+        args = (self.n_power_iterations, self.eps, self.dim, self.training, self.order)
+        if not torch.compiler.is_compiling():
+            out = _reusable_output(self, weight)
+            if out is not None:
+                return _spectral_norm_into(weight, self._u, self._v, *args, out)
+        return sn_op(weight, self._u, self._v, *args)
 
     # Sigma once for several forwards (spectral_norm_once). While held, a forward is
     # W / sigma with the sigma, u and v of the last refresh: no power iteration, no pass

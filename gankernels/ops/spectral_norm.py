@@ -300,24 +300,35 @@ def spectral_norm_scale(
     return _scale(weight, u, v, sigma.reshape(()), dim)
 
 
-def _scale(weight, u, v, sigma, dim):
+def _scale(weight, u, v, sigma, dim, out=None):
+    """W / sigma with SN's gradient; eager callers may pass `out`, a tensor laid out like
+    the weight that nothing else refers to, to write into."""
     if torch.compiler.is_compiling():
         return sn_scale(weight, u, v, sigma, dim)
     if not (weight.requires_grad and torch.is_grad_enabled()):
-        return weight / sigma  # nothing to differentiate: skip autograd's bookkeeping
-    return _SNScale.apply(weight, u, v, sigma, dim, _backend.resolve(weight.device))
+        # nothing to differentiate: skip autograd's bookkeeping
+        return weight / sigma if out is None else torch.div(weight, sigma, out=out)
+    return _SNScale.apply(weight, u, v, sigma, dim, _backend.resolve(weight.device), out)
+
+
+def _spectral_norm_into(weight, u, v, n_power_iterations, eps, dim, training, order, out):
+    """`spectral_norm` writing W / sigma into `out` (see `_scale`); eager only."""
+    sigma = spectral_norm_sigma(weight, u, v, n_power_iterations, eps, dim, training, order)
+    if not (weight.requires_grad and torch.is_grad_enabled()):
+        return torch.div(weight, sigma, out=out)
+    return _scale(weight, u.clone(), v.clone(), sigma, dim % weight.ndim, out)
 
 
 class _SNScale(torch.autograd.Function):
     """Eager twin of the `sn_scale` op."""
 
     @staticmethod
-    def forward(ctx, weight, u, v, sigma, dim, backend):
+    def forward(ctx, weight, u, v, sigma, dim, backend, out=None):
         ctx.save_for_backward(weight, u, v, sigma)
         # The backward runs where the forward's backend choice is not visible (autograd's
         # device threads do not see `use_backend`), so remember it.
         ctx.dim, ctx.backend = dim, backend
-        return weight / sigma
+        return weight / sigma if out is None else torch.div(weight, sigma, out=out)
 
     @staticmethod
     def backward(ctx, grad):
@@ -326,4 +337,4 @@ class _SNScale(torch.autograd.Function):
             grad_w = sn_scale_backward(grad, weight, u, v, sigma, ctx.dim)
         else:
             grad_w = _run_backward(grad, weight, u, v, sigma, ctx.dim, ctx.backend)
-        return grad_w, None, None, None, None, None
+        return grad_w, None, None, None, None, None, None
