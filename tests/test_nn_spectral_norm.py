@@ -597,3 +597,23 @@ def test_output_reuse_keeps_graphs_and_numbers(monkeypatch, order):
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
     assert sn_module._pools.get(reuse.parametrizations.weight[0])
+
+
+def test_output_reuse_inside_spectral_norm_once(monkeypatch):
+    from gankernels.nn import spectral_norm as sn_module
+
+    torch.manual_seed(10)
+    plain = gk.nn.SNLinear(12, 9).double()
+    reuse = copy.deepcopy(plain)
+    x = torch.randn(4, 12, dtype=torch.float64)
+    results = []
+    for layer, threshold in ((plain, 2**62), (reuse, 0)):
+        monkeypatch.setattr(sn_module, "REUSE_BYTES", threshold)
+        for _ in range(2):
+            layer.zero_grad()
+            with gk.nn.utils.spectral_norm_once(layer):
+                loss = layer(x).square().sum() + layer(x * 2).sin().sum()
+            loss.backward()
+        results.append((loss.detach(), *[q.grad.clone() for q in layer.parameters()]))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)

@@ -22,6 +22,7 @@ from torch.nn.utils import parametrize
 
 from ..ops.spectral_norm import (
     ORDERS,
+    _scale,
     _spectral_norm_into,
     matrix_view,
     sn_power_iteration,
@@ -119,20 +120,17 @@ class SpectralNorm(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
+        eager = not torch.compiler.is_compiling()
         if getattr(self, "_hold_depth", 0):
-            if not torch.compiler.is_compiling() and self._held_for != (
-                id(weight),
-                weight._version,
-            ):
+            if eager and self._held_for != (id(weight), weight._version):
                 self._refresh(weight)  # W changed inside the block: its own sigma
-            return spectral_norm_scale(
-                weight, self._held_u, self._held_v, self._held_sigma, self.dim
-            )
+            held = (weight, self._held_u, self._held_v, self._held_sigma, self.dim)
+            out = _reusable_output(self, weight) if eager else None
+            return spectral_norm_scale(*held) if out is None else _scale(*held, out)
         args = (self.n_power_iterations, self.eps, self.dim, self.training, self.order)
-        if not torch.compiler.is_compiling():
-            out = _reusable_output(self, weight)
-            if out is not None:
-                return _spectral_norm_into(weight, self._u, self._v, *args, out)
+        out = _reusable_output(self, weight) if eager else None
+        if out is not None:
+            return _spectral_norm_into(weight, self._u, self._v, *args, out)
         return sn_op(weight, self._u, self._v, *args)
 
     # Sigma once for several forwards (spectral_norm_once). While held, a forward is
