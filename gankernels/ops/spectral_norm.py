@@ -252,7 +252,8 @@ def spectral_norm(
     parametrization; 'vu': v first, as the legacy hook); in eval mode they are used as
     stored."""
     sigma = spectral_norm_sigma(weight, u, v, n_power_iterations, eps, dim, training, order)
-    if not torch.compiler.is_compiling() and not (weight.requires_grad and torch.is_grad_enabled()):
+    needs_graph = weight.requires_grad and torch.is_grad_enabled()
+    if not needs_graph and not torch.compiler.is_compiling():
         return weight / sigma  # nothing to differentiate: skip autograd's bookkeeping
     # Clones: the next forward updates u, v in place while this graph may still need them.
     return _scale(weight, u.clone(), v.clone(), sigma, dim % weight.ndim)
