@@ -69,8 +69,10 @@ def test_matches_reference(backend, device, shape, dim, dtype, n_iter, training,
 
 
 # Large enough for the CPU kernel to split the pass into several chunks (rows, or column
-# blocks for 'vu'), with rows of one slab (dim=0) and rows spread over slabs (dim=1).
-LARGE = [((96, 30, 5, 5), 0), ((20, 300, 4, 4), 1), ((7, 2000), 0)]
+# blocks for 'vu'), with rows of one slab (dim=0) and rows spread over slabs (dim=1); and
+# more rows than the CPU's column blocks take ('vu' then runs two sequential passes).
+LARGE = [((96, 30, 5, 5), 0), ((20, 300, 4, 4), 1), ((20, 5000), 0), ((3, 20, 40, 50), 1)]
+LARGE += [((1600, 50), 0)]
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
@@ -90,7 +92,7 @@ def test_matches_reference_large(backend, device, shape, dim, order):
 def test_cpu_result_does_not_depend_on_thread_count(order):
     if not gk.backends()["cpu"]:
         pytest.skip("no cpu backend")
-    shape, dim = (20, 300, 4, 4), 1
+    shape, dim = (3, 20, 40, 50), 1  # several chunks in both orders
     weight = torch.randn(shape)
     u, v = random_uv(shape, dim, torch.float32, "cpu")
     threads = torch.get_num_threads()

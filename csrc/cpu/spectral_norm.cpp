@@ -17,7 +17,9 @@
 //     column pass takes y = u, and for each block of columns forms s = M[:, cols]^T y,
 //     then reads the block again to add M[:, cols] s into t: s = M^T u, t = M M^T u,
 //     v = s / c with c = max(|s|, eps), u = t / max(|t|, eps * c),
-//     sigma = |t|^2 / (c * max(|t|, eps * c)).
+//     sigma = |t|^2 / (c * max(|t|, eps * c)). A block of columns holds every row; with
+//     too many rows it would not stay in cache, and this order takes two sequential
+//     passes instead (s = M^T u row by row, then t = M s).
 // Work is split into a number of chunks that depends on the sizes only; each chunk sums
 // into its own partial vector and the partials are added in chunk order, so results do
 // not depend on the number of threads. The vector work (norms, scaling) is O(H + N).
@@ -125,18 +127,21 @@ int64_t num_chunks(int64_t units, int64_t elems) {
 // Row pass (order u, v).
 
 // Over the rows [h0, h1): t[h] = M[h, :] . x and s += t[h] * M[h, :]. Rows go in blocks of
-// `rb`; within slab a the rows of a block are contiguous (rb * K elements).
+// `rb`; within slab a the rows of a block are contiguous (rb * K elements). Without
+// `dots`, t holds given coefficients: s += t[h] * M[h, :] only (x unused).
 template <typename scalar_t, typename acc_t>
 void row_pass(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A, int64_t H,
-              int64_t K, int64_t h0, int64_t h1, int64_t rb) {
+              int64_t K, int64_t h0, int64_t h1, int64_t rb, bool dots) {
   for (int64_t b0 = h0; b0 < h1; b0 += rb) {
     const int64_t b1 = std::min(b0 + rb, h1);
-    std::fill(t + b0, t + b1, acc_t(0));
-    for (int64_t a = 0; a < A; ++a) {
-      const scalar_t* slab = w + a * H * K;
-      in_groups(b0, b1, [&](auto R, int64_t h) {
-        dot_rows<decltype(R)::value>(slab + h * K, K, x + a * K, K, t + h);
-      });
+    if (dots) {
+      std::fill(t + b0, t + b1, acc_t(0));
+      for (int64_t a = 0; a < A; ++a) {
+        const scalar_t* slab = w + a * H * K;
+        in_groups(b0, b1, [&](auto R, int64_t h) {
+          dot_rows<decltype(R)::value>(slab + h * K, K, x + a * K, K, t + h);
+        });
+      }
     }
     for (int64_t a = 0; a < A; ++a) {
       const scalar_t* slab = w + a * H * K;
@@ -147,10 +152,10 @@ void row_pass(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A, 
   }
 }
 
-// t = M x and s = M^T M x.
+// t = M x and s = M^T M x; without `dots`, s = M^T t for given t.
 template <typename scalar_t, typename acc_t>
 void fused_rows(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A, int64_t H,
-                int64_t K) {
+                int64_t K, bool dots = true) {
   const int64_t N = A * K;
   // Rows per block: 4 when rows are contiguous (A == 1). For A > 1 the rows of a block
   // form one contiguous run per slab: take enough rows for runs of >= 256 elements, as
@@ -166,7 +171,7 @@ void fused_rows(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A
   const int64_t rows_per = (H + chunks - 1) / chunks;
   if (chunks == 1) {
     std::fill(s, s + N, acc_t(0));
-    row_pass(w, x, t, s, A, H, K, 0, H, rb);
+    row_pass(w, x, t, s, A, H, K, 0, H, rb, dots);
     return;
   }
   std::vector<acc_t> parts(chunks * N);
@@ -175,7 +180,7 @@ void fused_rows(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A
       acc_t* part = parts.data() + c * N;
       std::fill(part, part + N, acc_t(0));
       const int64_t h0 = std::min(H, c * rows_per);
-      row_pass(w, x, t, part, A, H, K, h0, std::min(H, h0 + rows_per), rb);
+      row_pass(w, x, t, part, A, H, K, h0, std::min(H, h0 + rows_per), rb, dots);
     }
   });
   // s = sum of the partials in chunk order.
@@ -191,17 +196,13 @@ void fused_rows(const scalar_t* w, const acc_t* x, acc_t* t, acc_t* s, int64_t A
 // ------------------------------------------------------------------------------------
 // Column pass (order v, u).
 
-// Rows read ahead by the column pass. Its rows are short runs far apart, which the
-// hardware prefetchers do not follow from one row to the next.
-constexpr int64_t kPrefetchRows = 8;
-
-// Asks for w[h + kPrefetchRows .. + R)[0:n) (rows `stride` apart) to be brought into cache.
-template <int R, typename scalar_t>
-inline void prefetch_rows(const scalar_t* w, int64_t stride, int64_t h, int64_t H, int64_t n) {
-  constexpr int64_t kLine = 64 / int64_t(sizeof(scalar_t));
-  for (int64_t r = h + kPrefetchRows; r < std::min(H, h + kPrefetchRows + R); ++r)
-    for (int64_t k = 0; k < n; k += kLine) __builtin_prefetch(w + r * stride + k, 0, 3);
-}
+// Column blocks: runs of at least kMinRunBytes per row (shorter runs, one per row far
+// apart, stream from memory much more slowly), and at most kMaxColBytes per block (it is
+// read again from L2 or L3). With more rows than that allows, the legacy order takes two
+// sequential passes instead (s = M^T u row by row, then t = M s), still one read of W
+// fewer than the hook.
+constexpr int64_t kMinRunBytes = 8192;
+constexpr int64_t kMaxColBytes = 8 << 20;
 
 // Over the column blocks [j0, j1): s[cols] = M[:, cols]^T y, then t += M[:, cols] s[cols].
 // A block is either a range of columns within one slab (K large) or whole slabs (K small).
@@ -228,7 +229,6 @@ void col_pass(const scalar_t* w, const acc_t* y, acc_t* s, acc_t* t, int64_t A, 
       acc_t* seg = s + a * K + k0;
       std::fill(seg, seg + n, acc_t(0));
       in_groups(0, H, [&](auto R, int64_t h) {
-        prefetch_rows<decltype(R)::value>(slab, K, h, H, n);
         axpy_rows<decltype(R)::value>(seg, y + h, slab + h * K, K, n);
       });
     }
@@ -236,7 +236,6 @@ void col_pass(const scalar_t* w, const acc_t* y, acc_t* s, acc_t* t, int64_t A, 
       const scalar_t* slab = w + a * H * K + k0;
       const acc_t* seg = s + a * K + k0;
       in_groups(0, H, [&](auto R, int64_t h) {
-        prefetch_rows<decltype(R)::value>(slab, K, h, H, n);
         dot_rows<decltype(R)::value>(slab + h * K, K, seg, n, t + h);
       });
     }
@@ -248,11 +247,10 @@ template <typename scalar_t, typename acc_t>
 void fused_cols(const scalar_t* w, const acc_t* y, acc_t* s, acc_t* t, int64_t A, int64_t H,
                 int64_t K) {
   const int64_t N = A * K;
-  // Columns per block so that the block (H x cb) fits kBlockBytes (L2), but runs of at
-  // least 1 KB per row: with many rows, short runs would touch a new page per row and
-  // miss the TLB; the block then lives in L3 between its two reads.
+  // Columns per block so that the block (H x cb) fits kBlockBytes (L2), in runs of at
+  // least kMinRunBytes per row.
   const int64_t cb = std::max<int64_t>(
-      1024 / int64_t(sizeof(scalar_t)),
+      kMinRunBytes / int64_t(sizeof(scalar_t)),
       kBlockBytes / std::max<int64_t>(1, H * int64_t(sizeof(scalar_t))));
   int64_t slabs_per = 0, blocks;
   if (cb < K) {
@@ -350,7 +348,12 @@ at::Tensor power_iteration(const at::Tensor& w, at::Tensor& u, at::Tensor& v, in
     acc_t *first, *second, *out_first, *out_second;
     int64_t n_first, n_second;
     if (v_first) {
-      fused_cols(wp, uu.data(), s.data(), t.data(), A, H, K);
+      if (H * kMinRunBytes <= kMaxColBytes) {
+        fused_cols(wp, uu.data(), s.data(), t.data(), A, H, K);
+      } else {
+        fused_rows(wp, static_cast<const acc_t*>(nullptr), uu.data(), s.data(), A, H, K, false);
+        matvec(wp, s.data(), t.data(), A, H, K);
+      }
       first = s.data(), second = t.data(), out_first = vv.data(), out_second = uu.data();
       n_first = N, n_second = H;
     } else {
