@@ -329,7 +329,10 @@ class _SNScale(torch.autograd.Function):
         # The backward runs where the forward's backend choice is not visible (autograd's
         # device threads do not see `use_backend`), so remember it.
         ctx.dim, ctx.backend = dim, backend
-        return weight / sigma if out is None else torch.div(weight, sigma, out=out)
+        if out is None:
+            return weight / sigma
+        ctx.mark_dirty(out)  # written in place and returned
+        return torch.div(weight, sigma, out=out)
 
     @staticmethod
     def backward(ctx, grad):
