@@ -191,7 +191,16 @@ def _shape_str(shape: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------------------------------
 # Spectral norm.
 
-SN_SHAPES = [(64, 3, 4, 4), (128, 64, 4, 4), (256, 128, 4, 4), (512, 256, 3, 3), (512, 4608)]
+# The last two are larger than the last-level cache of most CPUs (37.7 and 67.1 MB fp32).
+SN_SHAPES = [
+    (64, 3, 4, 4),
+    (128, 64, 4, 4),
+    (256, 128, 4, 4),
+    (512, 256, 3, 3),
+    (512, 4608),
+    (1024, 1024, 3, 3),
+    (4096, 4096),
+]
 SN_SHAPES_QUICK = [(16, 3, 4, 4), (64, 288)]
 DSTEP_BATCH, DSTEP_BATCH_QUICK = 64, 8
 
@@ -316,25 +325,41 @@ def _grads(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.detach().double().flatten() for p in model.parameters()])
 
 
-def _prepare_sn_dstep(batch: int):
+def _prepare_sn_dstep(batch: int, forwards: int = 1):
+    """Zero grads, `forwards` D forwards (real, fake) and one backward. Provider 'sn-once':
+    gankernels' SN under gk.nn.utils.spectral_norm_once (one power iteration per step)."""
+
     def prepare(provider: str, cfg: Config) -> Prepared:
-        sn = "none" if provider == "no-sn" else "gk" if provider.startswith("gk-") else "torch"
+        gk = provider.startswith("gk-") or provider == "sn-once"
+        sn = "none" if provider == "no-sn" else "gk" if gk else "torch"
         model = make_discriminator(sn, cfg.device, cfg.dtype)
         forward = compiled(model) if provider == "torch.compile" else model
-        x = cfg.randn(batch, 1, 28, 28)
+        xs = [cfg.randn(batch, 1, 28, 28) for _ in range(forwards)]
+        if provider == "sn-once":
+            from .nn.spectral_norm import spectral_norm_once
+
+            block = lambda: spectral_norm_once(model)  # noqa: E731
+        else:
+            block = contextlib.nullcontext
+
+        def step(inputs):
+            with block():
+                outs = [forward(x).mean() for x in inputs]
+            return sum(outs[1:], outs[0])
 
         def fn():
             model.zero_grad(set_to_none=True)
-            forward(x).mean().backward()
+            step(xs).backward()
 
         def check() -> float:
             ref = make_discriminator("torch", cfg.device, torch.float64)
             ref.load_state_dict(model.state_dict())
-            xc = cfg.randn(batch, 1, 28, 28)
-            fn_x = forward(xc).mean()
+            x = cfg.randn(batch, 1, 28, 28)
+            # One forward: every provider runs one power iteration, as the reference.
+            loss = step([x])
             model.zero_grad(set_to_none=True)
-            fn_x.backward()
-            ref(xc.double()).mean().backward()
+            loss.backward()
+            ref(x.double()).mean().backward()
             return rel_err(_grads(model), _grads(ref))
 
         return Prepared(fn, None if provider == "no-sn" else check)
@@ -349,7 +374,7 @@ def sn_cases(cfg: Config) -> list[Case]:
     cases = []
     shapes = SN_SHAPES_QUICK if cfg.quick else SN_SHAPES
     for shape in shapes:
-        moved = 4 * math.prod(shape) * size
+        moved = 3 * math.prod(shape) * size  # the least a training-mode forward moves
         cases.append(Case("sn", "sn_fwd", _shape_str(shape), _prepare_sn_fwd(shape), moved))
     for shape in shapes:
         moved = 4 * math.prod(shape) * size
@@ -371,6 +396,20 @@ def sn_cases(cfg: Config) -> list[Case]:
             # is a difference of two steps, so it needs more samples.
             time_scale=4.0,
             # Whole-network gradients: TF32 convolutions on the GPU in float32.
+            tolerance={torch.float32: 2e-2, torch.bfloat16: 1e-1},
+        )
+    )
+    # A GAN's D step runs D on real and fake images before one backward: torch (and gk
+    # without spectral_norm_once) iterates twice, 'sn-once' once.
+    cases.append(
+        Case(
+            "sn",
+            "sn_dstep2",
+            f"D 2x{batch}x1x28x28",
+            _prepare_sn_dstep(batch, forwards=2),
+            None,
+            extra_providers=("sn-once", "no-sn"),
+            time_scale=4.0,
             tolerance={torch.float32: 2e-2, torch.bfloat16: 1e-1},
         )
     )
@@ -626,32 +665,51 @@ def penalty_overhead_lines(rows: list[dict]) -> list[str]:
 
 
 def sn_share_lines(rows: list[dict]) -> list[str]:
-    """(t_sn - t_nosn) / t_sn of the D step for torch and each gk provider."""
-    steps = {r["provider"]: r for r in rows if r["case"] == "sn_dstep" and r["median_ms"]}
-    base = steps.get("no-sn")
-    if base is None:
-        return []
-    t0 = base["median_ms"]
-    noise = base["p75_ms"] - base["p25_ms"]
-    parts = []
-    for name, row in steps.items():
-        if name in ("no-sn", "torch.compile"):
+    """sn_fwd speed-ups against torch, weights within and beyond the last-level cache;
+    (t_sn - t_nosn) / t_sn of the D steps for torch and each gankernels provider."""
+    lines = []
+    fwd = [r for r in rows if r["case"] == "sn_fwd" and r["median_ms"]]
+    torch_ms = {r["shape"]: r["median_ms"] for r in fwd if r["provider"] == "torch"}
+    llc = _last_level_cache_bytes()
+    for r in fwd:
+        if r["provider"] == "torch" or r["shape"] not in torch_ms:
             continue
-        t = row["median_ms"]
-        flag = " (within noise)" if abs(t - t0) < noise else ""
-        parts.append(f"{name} {100 * (t - t0) / t:.1f}% ({t - t0:.3f} of {t:.3f} ms){flag}")
-    if not parts:
-        return []
-    return [
-        f"SN share of the D step, (t_sn - t_nosn) / t_sn, no-sn {t0:.3f} ms "
-        f"(IQR {noise:.3f} ms): " + "; ".join(parts)
-    ]
+        numel = math.prod(int(d) for d in r["shape"].split("x"))
+        itemsize = {"fp32": 4, "bf16": 2, "fp64": 8}.get(r["dtype"], 4)
+        size = f"{numel * itemsize / 2**20:.1f} MiB"
+        if r["device"] == "cpu":
+            size += " > LLC" if numel * itemsize > llc else " < LLC"
+        lines.append(
+            f"sn_fwd {r['shape']} ({size}): {r['provider']} "
+            f"{torch_ms[r['shape']] / r['median_ms']:.2f}x torch"
+        )
+    for case in ("sn_dstep", "sn_dstep2"):
+        steps = {r["provider"]: r for r in rows if r["case"] == case and r["median_ms"]}
+        base = steps.get("no-sn")
+        if base is None:
+            continue
+        t0 = base["median_ms"]
+        noise = base["p75_ms"] - base["p25_ms"]
+        parts = []
+        for name, row in steps.items():
+            if name in ("no-sn", "torch.compile"):
+                continue
+            t = row["median_ms"]
+            flag = " (within noise)" if abs(t - t0) < noise else ""
+            parts.append(f"{name} {100 * (t - t0) / t:.1f}% ({t - t0:.3f} of {t:.3f} ms){flag}")
+        if parts:
+            lines.append(
+                f"SN share of {case}, (t_sn - t_nosn) / t_sn, no-sn {t0:.3f} ms "
+                f"(IQR {noise:.3f} ms): " + "; ".join(parts)
+            )
+    return lines
 
 
 # What the GB/s column counts, per op.
 BYTES_COUNTED = {
-    "sn": "sn_fwd: 4*W (two power-iteration reads, W/sigma read + write); "
-    "sn_bwd: 4*W (grad read twice, W read, grad_W written); dstep: none",
+    "sn": "sn_fwd: 3*W (the least a training-mode forward moves: one power-iteration "
+    "read, W/sigma read + write; torch moves 5*W); "
+    "sn_bwd: 4*W (grad read twice, W read, grad_W written); dsteps: none",
     "conv": "bias_lrelu: 5*X (x read, y written; dy and y read, dx written); "
     "instnorm_lrelu: 8*X (x read twice, y written; two passes reading dy and x, dx "
     "written); upfirdn_up2_fwd: X read + 4*X written; upfirdn_down2_fwd: X read + X/4 "

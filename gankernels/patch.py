@@ -1,10 +1,9 @@
 """`gk.patch(model)`: swap torch layers for gankernels' fused equivalents, in place.
 
 1. Spectral normalisation, both torch APIs (the parametrization and the legacy
-   `torch.nn.utils.spectral_norm` hook), keeping the current weights, u and v. A converted
-   parametrization gives exactly torch's numbers. A converted legacy hook follows the
-   parametrization's order of power-iteration updates (u, then v; the hook does v, then
-   u), which agrees with the hook once u and v have converged, as in a trained model.
+   `torch.nn.utils.spectral_norm` hook), keeping the current weights, u and v, with
+   torch's numbers: a converted legacy hook keeps the hook's order of power-iteration
+   updates (v, then u; the parametrization does u, then v).
 2. Chains inside `nn.Sequential` containers (the only place where the order in which
    modules run is known without reading a forward):
    - Conv*/ConvTranspose*/Linear with a bias, then an activation: the layer runs without
@@ -64,7 +63,7 @@ def _ours_from(torch_sn: nn.Module) -> SpectralNorm:
     """Our parametrization carrying torch's state (the same buffer tensors)."""
     ours = SpectralNorm.__new__(SpectralNorm)
     nn.Module.__init__(ours)
-    ours.dim, ours.eps = torch_sn.dim, torch_sn.eps
+    ours.dim, ours.eps, ours.order = torch_sn.dim, torch_sn.eps, "uv"
     ours.n_power_iterations = getattr(torch_sn, "n_power_iterations", 1)
     for name in ("_u", "_v"):
         if hasattr(torch_sn, name):
@@ -113,19 +112,19 @@ def _patch_legacy(name: str, label: str, module: nn.Module, report: PatchReport)
         ours = SpectralNorm.__new__(SpectralNorm)
         nn.Module.__init__(ours)
         ours.dim, ours.eps, ours.n_power_iterations = hook.dim, hook.eps, hook.n_power_iterations
+        ours.order = "vu"  # the hook's order: v = normalize(W^T u), then u = normalize(W v)
         ours.register_buffer("_u", u)
         ours.register_buffer("_v", v)
         ours.train(module.training)
         parametrize.register_parametrization(module, attr, ours, unsafe=True)
-        prefix = "" if name == label else name + "."
+        prefix = name + "." if name else ""
         for old, new in (("_orig", ".original"), ("_u", ".0._u"), ("_v", ".0._v")):
             report.renamed[f"{prefix}{attr}{old}"] = f"{prefix}parametrizations.{attr}{new}"
         report.changed.append(
             f"{label}.{attr}: legacy torch spectral_norm hook -> gankernels parametrization "
             f"(state_dict keys {attr}_orig/_u/_v become "
-            f"parametrizations.{attr}.original/0._u/0._v; "
-            "the parametrization updates u before v, the legacy hook v before u, so sigma "
-            "agrees with the hook's once the power iteration has converged)"
+            f"parametrizations.{attr}.original/0._u/0._v; the hook's order of updates, v "
+            "then u, is kept: same numbers)"
         )
 
 

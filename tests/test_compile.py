@@ -54,3 +54,37 @@ def test_compile_fullgraph_penalty_ops_match_eager():
     got.backward()
     for a, b in zip(inputs, twins, strict=True):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_spectral_norm_once_matches_eager_without_recompiles():
+    """Forwards inside gk.nn.utils.spectral_norm_once under torch.compile: the eager
+    numbers, and after the first step no new graphs (the held sigma, u, v are buffers
+    refreshed in place)."""
+    from torch._dynamo.utils import counters
+
+    eager = sn_discriminator()
+    compiled_model = copy.deepcopy(eager)
+    step = torch.compile(
+        lambda a, b: compiled_model(a).mean() - compiled_model(b).square().mean(), fullgraph=True
+    )
+    graphs = None
+    for i in range(3):
+        a, b = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+        with gk.nn.utils.spectral_norm_once(eager):
+            want = eager(a).mean() - eager(b).square().mean()
+        with gk.nn.utils.spectral_norm_once(compiled_model):
+            got = step(a, b)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        want.backward()
+        got.backward()
+        for (name, p), q in zip(eager.named_parameters(), compiled_model.parameters(), strict=True):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+            with torch.no_grad():
+                p -= 0.01 * p.grad
+                q -= 0.01 * q.grad
+            p.grad = q.grad = None
+        if i == 0:
+            graphs = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == graphs
+    for a, b in zip(eager.buffers(), compiled_model.buffers(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)

@@ -87,21 +87,22 @@ def _as_matrix(w, A, H, K):
     return w.reshape(A, H, K).permute(1, 0, 2).reshape(H, A * K)
 
 
-def ref_power_iteration(w, u, v, A, H, K, n_iter, eps):
+def ref_power_iteration(w, u, v, A, H, K, n_iter, eps, v_first=False):
     M = _as_matrix(w.detach().cpu().double(), A, H, K)
     u = u.detach().cpu().double().clone()
     v = v.detach().cpu().double().clone()
-    if n_iter == 0:
-        return torch.dot(u, M @ v), u, v
-    s2 = None
     for _ in range(n_iter):
-        y = M @ v
-        u = y / torch.clamp(y.norm(), min=eps)
-        z = M.t() @ u
-        s2 = torch.dot(z, z)
-        v = z / torch.clamp(z.norm(), min=eps)
-    sigma = s2 / torch.clamp(s2.sqrt(), min=eps)
-    return sigma, u, v
+        if v_first:
+            z = M.t() @ u
+            v = z / torch.clamp(z.norm(), min=eps)
+            y = M @ v
+            u = y / torch.clamp(y.norm(), min=eps)
+        else:
+            y = M @ v
+            u = y / torch.clamp(y.norm(), min=eps)
+            z = M.t() @ u
+            v = z / torch.clamp(z.norm(), min=eps)
+    return torch.dot(u, M @ v), u, v
 
 
 def ref_backward(grad, w, u, v, sigma, A, H, K):
@@ -134,10 +135,13 @@ def _assert_close(actual, expected, dtype, what, scale=0.0):
 # power iteration
 
 
-@pytest.mark.parametrize("n_iter", [0, 1, 3])
+@pytest.mark.parametrize(
+    "n_iter,v_first", [(0, False), (1, False), (3, False), (1, True), (3, True)],
+    ids=["eval", "uv1", "uv3", "vu1", "vu3"],
+)  # fmt: skip
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("shape_dim", SHAPES, ids=_shape_id)
-def test_power_iteration_matches_reference(ext, shape_dim, dtype, n_iter):
+def test_power_iteration_matches_reference(ext, shape_dim, dtype, n_iter, v_first):
     shape, dim = shape_dim
     A, H, K = _split_dims(shape, dim)
     gen = torch.Generator().manual_seed(1000 + A * 31 + H * 7 + K + n_iter)
@@ -146,8 +150,8 @@ def test_power_iteration_matches_reference(ext, shape_dim, dtype, n_iter):
     v = _unit(A * K, dtype, gen)
     u0, v0 = u.clone(), v.clone()
 
-    sigma_ref, u_ref, v_ref = ref_power_iteration(w, u, v, A, H, K, n_iter, EPS)
-    sigma = ext.sn_power_iteration_cuda(w, u, v, A, H, K, n_iter, EPS)
+    sigma_ref, u_ref, v_ref = ref_power_iteration(w, u, v, A, H, K, n_iter, EPS, v_first)
+    sigma = ext.sn_power_iteration_cuda(w, u, v, A, H, K, n_iter, EPS, v_first)
     kernel_sync()
 
     assert sigma.dim() == 0
@@ -162,9 +166,10 @@ def test_power_iteration_matches_reference(ext, shape_dim, dtype, n_iter):
         _assert_close(v, v_ref, dtype, "v")
 
 
+@pytest.mark.parametrize("v_first", [False, True], ids=["uv", "vu"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("shape_dim", [((64, 48), 0), ((3, 200, 8, 8), 1)], ids=_shape_id)
-def test_power_iteration_misaligned(ext, shape_dim, dtype):
+def test_power_iteration_misaligned(ext, shape_dim, dtype, v_first):
     """Views with a storage offset must take the unvectorised path."""
     shape, dim = shape_dim
     A, H, K = _split_dims(shape, dim)
@@ -172,16 +177,17 @@ def test_power_iteration_misaligned(ext, shape_dim, dtype):
     w = _randn(shape, dtype, gen, offset=1)
     u = _unit(H, dtype, gen, offset=1)
     v = _unit(A * K, dtype, gen, offset=1)
-    sigma_ref, u_ref, v_ref = ref_power_iteration(w, u, v, A, H, K, 2, EPS)
-    sigma = ext.sn_power_iteration_cuda(w, u, v, A, H, K, 2, EPS)
+    sigma_ref, u_ref, v_ref = ref_power_iteration(w, u, v, A, H, K, 2, EPS, v_first)
+    sigma = ext.sn_power_iteration_cuda(w, u, v, A, H, K, 2, EPS, v_first)
     kernel_sync()
     _assert_close(sigma, sigma_ref, dtype, "sigma")
     _assert_close(u, u_ref, dtype, "u")
     _assert_close(v, v_ref, dtype, "v")
 
 
+@pytest.mark.parametrize("v_first", [False, True], ids=["uv", "vu"])
 @pytest.mark.parametrize("shape_dim", [((64, 48), 0), ((513, 4608), 0)], ids=_shape_id)
-def test_power_iteration_deterministic(ext, shape_dim):
+def test_power_iteration_deterministic(ext, shape_dim, v_first):
     shape, dim = shape_dim
     A, H, K = _split_dims(shape, dim)
     gen = torch.Generator().manual_seed(3)
@@ -189,8 +195,8 @@ def test_power_iteration_deterministic(ext, shape_dim):
     u = _unit(H, torch.float32, gen)
     v = _unit(A * K, torch.float32, gen)
     u2, v2 = u.clone(), v.clone()
-    s1 = ext.sn_power_iteration_cuda(w, u, v, A, H, K, 2, EPS)
-    s2 = ext.sn_power_iteration_cuda(w, u2, v2, A, H, K, 2, EPS)
+    s1 = ext.sn_power_iteration_cuda(w, u, v, A, H, K, 2, EPS, v_first)
+    s2 = ext.sn_power_iteration_cuda(w, u2, v2, A, H, K, 2, EPS, v_first)
     kernel_sync()
     assert torch.equal(s1, s2)
     assert torch.equal(u, u2)
@@ -201,7 +207,7 @@ def test_power_iteration_empty_weight(ext):
     w = torch.empty(4, 0, device=KERNEL_DEVICE)
     u = _unit(4, torch.float32, torch.Generator().manual_seed(0))
     v = torch.empty(0, device=KERNEL_DEVICE)
-    sigma = ext.sn_power_iteration_cuda(w, u, v, 1, 4, 0, 1, EPS)
+    sigma = ext.sn_power_iteration_cuda(w, u, v, 1, 4, 0, 1, EPS, False)
     kernel_sync()
     assert sigma.item() == 0.0
     assert torch.equal(u, torch.zeros_like(u))
@@ -220,7 +226,7 @@ def test_backward_matches_reference(ext, shape_dim, dtype):
     w = _randn(shape, dtype, gen)
     u = _unit(H, dtype, gen)
     v = _unit(A * K, dtype, gen)
-    sigma = ext.sn_power_iteration_cuda(w, u, v, A, H, K, 1, EPS)
+    sigma = ext.sn_power_iteration_cuda(w, u, v, A, H, K, 1, EPS, False)
     grad = _randn(shape, dtype, gen)
 
     expected = ref_backward(grad, w, u, v, sigma, A, H, K)
@@ -264,13 +270,13 @@ def test_rejects_bad_arguments(ext):
     u = _unit(8, torch.float32, gen)
     v = _unit(6, torch.float32, gen)
     with pytest.raises(RuntimeError, match="elements"):
-        ext.sn_power_iteration_cuda(w, u, v, 1, 8, 5, 1, EPS)
+        ext.sn_power_iteration_cuda(w, u, v, 1, 8, 5, 1, EPS, False)
     with pytest.raises(RuntimeError, match="CUDA"):
-        ext.sn_power_iteration_cuda(w.to(OTHER_DEVICE), u, v, 1, 8, 6, 1, EPS)
+        ext.sn_power_iteration_cuda(w.to(OTHER_DEVICE), u, v, 1, 8, 6, 1, EPS, False)
     with pytest.raises(RuntimeError, match="dtype"):
-        ext.sn_power_iteration_cuda(w, u.double(), v, 1, 8, 6, 1, EPS)
+        ext.sn_power_iteration_cuda(w, u.double(), v, 1, 8, 6, 1, EPS, False)
     with pytest.raises(RuntimeError, match="contiguous"):
-        ext.sn_power_iteration_cuda(w.t(), u, v, 1, 6, 8, 1, EPS)
+        ext.sn_power_iteration_cuda(w.t(), u, v, 1, 6, 8, 1, EPS, False)
     sigma = torch.tensor(2.0, device=KERNEL_DEVICE)
     with pytest.raises(RuntimeError, match="shape"):
         ext.sn_backward_cuda(w[:4], w, u, v, sigma, 1, 8, 6)

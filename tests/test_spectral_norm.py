@@ -40,28 +40,101 @@ def random_uv(shape, dim, dtype, device):
     return u, v
 
 
-def run(backend, weight, u, v, n_iter, dim, training, grad_out):
+def run(backend, weight, u, v, n_iter, dim, training, grad_out, order="uv"):
     """Forward and backward under `backend`; returns (out, u, v, grad_weight)."""
     u, v = u.clone(), v.clone()
     w = weight.detach().clone().requires_grad_()
     with gk.use_backend(backend):
-        out = gk.ops.spectral_norm(w, u, v, n_iter, 1e-12, dim, training)
+        out = gk.ops.spectral_norm(w, u, v, n_iter, 1e-12, dim, training, order)
         out.backward(grad_out)
     return out.detach(), u, v, w.grad
+
+
+# (n_power_iterations, training, order): eval mode has no order.
+MODES = [(1, True, "uv"), (3, True, "uv"), (1, False, "uv"), (1, True, "vu"), (3, True, "vu")]
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
 @pytest.mark.parametrize("shape,dim", CASES, ids=[f"{s}-d{d}" for s, d in CASES])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("n_iter,training", [(1, True), (3, True), (1, False)])
-def test_matches_reference(backend, device, shape, dim, dtype, n_iter, training):
+@pytest.mark.parametrize("n_iter,training,order", MODES, ids=["uv1", "uv3", "eval", "vu1", "vu3"])
+def test_matches_reference(backend, device, shape, dim, dtype, n_iter, training, order):
     weight = torch.randn(shape, dtype=dtype, device=device)
     u, v = random_uv(shape, dim, dtype, device)
     grad_out = torch.randn(shape, dtype=dtype, device=device)
-    got = run(backend, weight, u, v, n_iter, dim, training, grad_out)
-    want = run("reference", weight, u, v, n_iter, dim, training, grad_out)
+    got = run(backend, weight, u, v, n_iter, dim, training, grad_out, order)
+    want = run("reference", weight, u, v, n_iter, dim, training, grad_out, order)
     for name, g, w in zip(("out", "u", "v", "grad"), got, want, strict=True):
         torch.testing.assert_close(g, w, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
+
+
+# Large enough for the CPU kernel to split the pass into several chunks (rows, or column
+# blocks for 'vu'), with rows of one slab (dim=0) and rows spread over slabs (dim=1); and
+# more rows than the CPU's column blocks take ('vu' then runs two sequential passes).
+LARGE = [((96, 30, 5, 5), 0), ((20, 300, 4, 4), 1), ((20, 5000), 0), ((3, 20, 40, 50), 1)]
+LARGE += [((1600, 50), 0)]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("shape,dim", LARGE, ids=[f"{s}-d{d}" for s, d in LARGE])
+@pytest.mark.parametrize("order", ["uv", "vu"])
+def test_matches_reference_large(backend, device, shape, dim, order):
+    weight = torch.randn(shape, dtype=torch.float64, device=device)
+    u, v = random_uv(shape, dim, torch.float64, device)
+    grad_out = torch.randn_like(weight)
+    got = run(backend, weight, u, v, 2, dim, True, grad_out, order)
+    want = run("reference", weight, u, v, 2, dim, True, grad_out, order)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("order", ["uv", "vu"])
+def test_cpu_result_does_not_depend_on_thread_count(order):
+    if not gk.backends()["cpu"]:
+        pytest.skip("no cpu backend")
+    shape, dim = (3, 20, 40, 50), 1  # several chunks in both orders
+    weight = torch.randn(shape)
+    u, v = random_uv(shape, dim, torch.float32, "cpu")
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            uu, vv = u.clone(), v.clone()
+            with gk.use_backend("cpu"):
+                sigma = gk.ops.spectral_norm_sigma(weight, uu, vv, 2, 1e-12, dim, True, order)
+            results.append((sigma, uu, vv))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("order", ["uv", "vu"])
+def test_sigma_then_scale_is_spectral_norm(backend, device, order):
+    """The two halves give the op's numbers, and the scale's gradients are checked."""
+    shape, dim = (6, 4, 3), 1
+    weight = torch.randn(shape, dtype=torch.float64, device=device, requires_grad=True)
+    u, v = random_uv(shape, dim, torch.float64, device)
+    grad_out = torch.randn_like(weight)
+    want = run("reference", weight, u, v, 2, dim, True, grad_out, order)
+    with gk.use_backend(backend):
+        uu, vv = u.clone(), v.clone()
+        sigma = gk.ops.spectral_norm_sigma(weight, uu, vv, 2, 1e-12, dim, True, order)
+        assert not sigma.requires_grad and sigma.shape == ()
+        out = gk.ops.spectral_norm_scale(weight, uu, vv, sigma, dim)
+        (grad,) = torch.autograd.grad(out, weight, grad_out)
+        for g, w in zip((out.detach(), uu, vv, grad), want, strict=True):
+            torch.testing.assert_close(g, w, **TOL[torch.float64])
+
+        def fn(w):
+            s = gk.ops.spectral_norm_sigma(w, uu.clone(), vv.clone(), 1, 1e-12, dim, False)
+            return gk.ops.spectral_norm_scale(w, uu, vv, s, dim)
+
+        assert torch.autograd.gradcheck(fn, (weight,))
+        assert torch.autograd.gradgradcheck(fn, (weight,))
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS, ids=BACKEND_IDS)
@@ -159,6 +232,12 @@ def test_bad_input():
         gk.ops.spectral_norm(w, u, v, eps=-1.0)
     with pytest.raises(ValueError, match="at least 2 dims"):
         gk.ops.spectral_norm(torch.randn(5), u, v)
+    with pytest.raises(ValueError, match="order must be 'uv' .* or 'vu'"):
+        gk.ops.spectral_norm(w, u, v, order="v_first")
+    with pytest.raises(ValueError, match="sigma must be a one-element tensor"):
+        gk.ops.spectral_norm_scale(w, u, v, torch.ones(2))
+    with pytest.raises(TypeError, match="sigma must have the weight's dtype"):
+        gk.ops.spectral_norm_scale(w, u, v, torch.ones((), dtype=torch.float64))
     with pytest.raises(ValueError, match="n_power_iterations"):
         gk.nn.utils.spectral_norm(torch.nn.Linear(3, 4), n_power_iterations=-1)
     with pytest.raises(ValueError, match="no parameter or buffer 'bias2'"):

@@ -35,22 +35,22 @@ def _matrix(w, A, H, K):
     return w.double().reshape(A, H, K).transpose(0, 1).reshape(H, A * K)
 
 
-def ref_power_iteration(w, u, v, A, H, K, n_iter, eps):
-    """float64 reference: (u, v, sigma) after n_iter iterations."""
+def ref_power_iteration(w, u, v, A, H, K, n_iter, eps, v_first=False):
+    """float64 reference: (u, v, sigma) after n_iter iterations, torch's formulas."""
     m = _matrix(w, A, H, K)
     u, v = u.double().clone(), v.double().clone()
-    s2 = None
     for _ in range(n_iter):
-        t = m @ v
-        u = t / t.norm().clamp_min(eps)
-        s = m.t() @ u
-        s2 = s.dot(s)
-        v = s / s2.sqrt().clamp_min(eps)
-    if n_iter == 0:
-        sigma = u.dot(m @ v)
-    else:
-        sigma = s2 / s2.sqrt().clamp_min(eps)
-    return u, v, sigma
+        if v_first:
+            s = m.t() @ u
+            v = s / s.norm().clamp_min(eps)
+            t = m @ v
+            u = t / t.norm().clamp_min(eps)
+        else:
+            t = m @ v
+            u = t / t.norm().clamp_min(eps)
+            s = m.t() @ u
+            v = s / s.norm().clamp_min(eps)
+    return u, v, u.dot(m @ v)
 
 
 def ref_backward(grad, w, u, v, A, H, K):
@@ -81,15 +81,17 @@ def _close(actual, expected, dtype, what, scale=None):
     )
 
 
-def _check_power_iteration(A, H, K, dtype, n_iter, eps=EPS, scale=1.0, seed=0, **plan):
+def _check_power_iteration(
+    A, H, K, dtype, n_iter, eps=EPS, scale=1.0, seed=0, v_first=False, **plan
+):
     w, u, v = _inputs(A, H, K, dtype, seed, scale)
     w0, u0, v0 = w.clone(), u.clone(), v.clone()
-    ru, rv, rsigma = ref_power_iteration(w, u, v, A, H, K, n_iter, eps)
+    ru, rv, rsigma = ref_power_iteration(w, u, v, A, H, K, n_iter, eps, v_first)
     u_ptr, v_ptr = u.data_ptr(), v.data_ptr()
     if plan:
-        sigma = tsn._power_iteration(w, u, v, A, H, K, n_iter, eps, **plan)
+        sigma = tsn._power_iteration(w, u, v, A, H, K, n_iter, eps, v_first, **plan)
     else:
-        sigma = tsn.power_iteration(w, u, v, A, H, K, n_iter, eps)
+        sigma = tsn.power_iteration(w, u, v, A, H, K, n_iter, eps, v_first)
     assert sigma.shape == () and sigma.dtype == dtype and sigma.device == w.device
     assert u.data_ptr() == u_ptr and v.data_ptr() == v_ptr
     assert torch.equal(w, w0)
@@ -107,39 +109,68 @@ def test_power_iteration(shape, dtype, n_iter):
     _check_power_iteration(*shape, dtype, n_iter)
 
 
+@pytest.mark.parametrize("n_iter", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_power_iteration_v_first(shape, dtype, n_iter):
+    """The legacy hook's order: v = normalize(M^T u), then u = normalize(M v)."""
+    _check_power_iteration(*shape, dtype, n_iter, v_first=True)
+
+
 def test_large_shape_takes_multi_program_path():
     assert not tsn._use_small(130, 300)
     assert tsn._use_small(64, 48)
 
 
-# Multi-program path forced on small shapes, with small tiles and many programs so that
-# both the column split of M v and the row split of M^T u (atomics, zeroed double
-# buffers) are exercised, and with a single program per launch (no atomics).
+# Multi-program path forced on small shapes: small blocks and many programs (partial
+# vectors of several programs, several blocks of lines per program, lines and line
+# lengths that are not multiples of the blocks), and a single program (its partial is s).
 PLANS = {
-    "split": dict(small=False, target=64, block_h=16, block_n=16),
-    "nosplit": dict(small=False, target=1),
+    "split": dict(small=False, target=64, block_l=4, block_i=16),
+    "blocks": dict(small=False, target=3, block_l=2, block_i=8),
+    "one": dict(small=False, target=1),
 }
 
 
-@pytest.mark.parametrize("n_iter", [0, 1, 3])
+# (n_iter, v_first): eval mode (n_iter 0) has no order.
+ITERS = [(0, False), (1, False), (3, False), (1, True), (3, True)]
+
+
+@pytest.mark.parametrize("n_iter,v_first", ITERS, ids=["eval", "uv1", "uv3", "vu1", "vu3"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("shape", [(1, 40, 50), (3, 7, 5), (2, 1, 9), (1, 1, 1)], ids=str)
 @pytest.mark.parametrize("plan", list(PLANS), ids=str)
-def test_power_iteration_multi(plan, shape, dtype, n_iter):
-    _check_power_iteration(*shape, dtype, n_iter, **PLANS[plan])
+def test_power_iteration_multi(plan, shape, dtype, n_iter, v_first):
+    _check_power_iteration(*shape, dtype, n_iter, v_first=v_first, **PLANS[plan])
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_power_iteration_multi_half(dtype):
-    _check_power_iteration(2, 20, 11, dtype, 2, **PLANS["split"])
+@pytest.mark.parametrize("v_first", [False, True], ids=["uv", "vu"])
+def test_power_iteration_multi_half(dtype, v_first):
+    _check_power_iteration(2, 20, 11, dtype, 2, v_first=v_first, **PLANS["split"])
 
 
 @pytest.mark.parametrize("plan", [None, "split"], ids=str)
-def test_power_iteration_eps_clamps(plan):
+@pytest.mark.parametrize("v_first", [False, True], ids=["uv", "vu"])
+def test_power_iteration_eps_clamps(plan, v_first):
     # Norms below eps: the max(||x||, eps) clamp decides every scale.
     _check_power_iteration(
-        2, 9, 6, torch.float64, 3, eps=1e-2, scale=1e-4, **(PLANS[plan] if plan else {})
-    )
+        2, 9, 6, torch.float64, 3, eps=1e-2, scale=1e-4, v_first=v_first,
+        **(PLANS[plan] if plan else {}),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("v_first", [False, True], ids=["uv", "vu"])
+def test_power_iteration_multi_deterministic(v_first):
+    """Partials are added in a fixed order: two runs give the same bits."""
+    w, u, v = _inputs(2, 30, 13, torch.float32, 9)
+    results = []
+    for _ in range(2):
+        uu, vv = u.clone(), v.clone()
+        sigma = tsn._power_iteration(w, uu, vv, 2, 30, 13, 2, EPS, v_first, **PLANS["split"])
+        results.append((uu, vv, sigma))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_power_iteration_repeated_calls_converge():

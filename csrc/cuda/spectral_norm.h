@@ -23,13 +23,14 @@ namespace gankernels {
 int64_t sn_power_iteration_scratch_numel(int64_t A, int64_t H, int64_t K);
 
 // for it in range(n_iter): u = normalize(M v); v = normalize(M^T u)
-// with normalize(x) = x / max(||x||, eps); u and v are updated in place.
-// sigma (one element) receives s2 / max(sqrt(s2), eps), s2 = ||M^T u||^2 of
-// the last iteration, or u . (M v) when n_iter == 0 (u, v untouched then).
+// (v_first: v = normalize(M^T u); u = normalize(M v), the legacy hook's
+// order) with normalize(x) = x / max(||x||, eps); u and v are updated in
+// place, one pass over w per iteration. sigma (one element) receives
+// u . (M v) with the new u, v (u, v untouched when n_iter == 0).
 cudaError_t sn_power_iteration_launch(DType dtype, const void* w, void* u,
                                       void* v, void* sigma, int64_t A,
                                       int64_t H, int64_t K, int64_t n_iter,
-                                      double eps, void* scratch,
+                                      double eps, bool v_first, void* scratch,
                                       int64_t scratch_numel,
                                       cudaStream_t stream);
 

@@ -56,7 +56,7 @@ int64_t check_sizes(const at::Tensor& w, const at::Tensor& u,
 
 at::Tensor sn_power_iteration_cuda(at::Tensor w, at::Tensor u, at::Tensor v,
                                    int64_t A, int64_t H, int64_t K,
-                                   int64_t n_iter, double eps) {
+                                   int64_t n_iter, double eps, bool v_first) {
   const char* fn = "sn_power_iteration_cuda";
   TORCH_CHECK(w.defined() && on_kernel_device(w), fn,
               ": w must be a CUDA tensor");
@@ -79,7 +79,7 @@ at::Tensor sn_power_iteration_cuda(at::Tensor w, at::Tensor u, at::Tensor v,
 
   const cudaError_t err = gankernels::sn_power_iteration_launch(
       dtype, w.const_data_ptr(), u.mutable_data_ptr(), v.mutable_data_ptr(),
-      sigma.mutable_data_ptr(), A, H, K, n_iter, eps,
+      sigma.mutable_data_ptr(), A, H, K, n_iter, eps, v_first,
       scratch.mutable_data_ptr(), scratch_numel, stream);
   TORCH_CHECK(err == cudaSuccess, fn,
               ": CUDA kernel launch failed: ", cudaGetErrorString(err));

@@ -1,5 +1,5 @@
 """`gk.nn.utils`: mirrors `torch.nn.utils` for the functions gankernels replaces."""
 
-from .spectral_norm import SpectralNorm, spectral_norm
+from .spectral_norm import SpectralNorm, spectral_norm, spectral_norm_once
 
-__all__ = ["SpectralNorm", "spectral_norm"]
+__all__ = ["SpectralNorm", "spectral_norm", "spectral_norm_once"]

@@ -6,7 +6,7 @@ from .minibatch_stddev import minibatch_stddev
 from .modulated_conv2d import modulated_conv2d
 from .norm_act import norm_act
 from .penalty import gradient_penalty, interpolate, r1_penalty
-from .spectral_norm import spectral_norm
+from .spectral_norm import spectral_norm, spectral_norm_scale, spectral_norm_sigma
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "interpolate",
     "r1_penalty",
     "spectral_norm",
+    "spectral_norm_sigma",
+    "spectral_norm_scale",
     "upfirdn2d",
     "setup_filter",
     "upsample2d",

@@ -1,17 +1,27 @@
 """Spectral normalisation: W_sn = W / sigma(W), sigma the largest singular value.
 
-Semantics are those of `torch.nn.utils.parametrizations.spectral_norm`: the weight is a
-matrix M with `dim` moved to the front and the rest flattened; in training mode the power
-iteration `u = normalize(M v); v = normalize(M^T u)` runs `n_power_iterations` times and
-updates u, v in place; sigma = u . M v; gradients flow through sigma with u, v constant.
+Semantics are those of torch: the weight is a matrix M with `dim` moved to the front and
+the rest flattened; in training mode `n_power_iterations` steps of power iteration update
+u and v in place, in one of two orders:
+  'uv'  u = normalize(M v); v = normalize(M^T u)   torch.nn.utils.parametrizations
+  'vu'  v = normalize(M^T u); u = normalize(M v)   the legacy torch.nn.utils.spectral_norm
+then sigma = u . M v with the new u, v; gradients flow through sigma with u, v constant.
 
 The kernels see a contiguous weight as (A, H, K) with A = prod(shape[:dim]),
 H = shape[dim], K = prod(shape[dim+1:]), so that M[h, a*K + k] = w[a, h, k] for any `dim`
 without a copy. Two kernels per backend:
-  power_iteration  each matvec one pass over W; sigma from the last pass (no extra one)
+  power_iteration  ONE pass over W per iteration, in either order: each row's dot product
+                   with v, then the same row, still in cache, scaled into M^T (M v)
+                   ('uv'; 'vu' the same with columns); sigma from the norms of the two
+                   results, so no extra pass
   backward         dW = (g - <g, W>/sigma * u v^T) / sigma: one reduction + one
                    elementwise pass
-The forward division W / sigma is a single elementwise pass and stays in torch.
+The forward division W / sigma is a single elementwise pass and stays in torch: a
+training-mode forward reads W twice and writes it once.
+
+`spectral_norm_sigma` and `spectral_norm_scale` are the two halves of `spectral_norm`, for
+callers that compute sigma once and scale W by it several times (gk.nn.utils
+.spectral_norm_once).
 """
 
 from __future__ import annotations
@@ -40,11 +50,15 @@ def _outer(u: torch.Tensor, v: torch.Tensor, shape: torch.Size, dim: int) -> tor
 # Reference implementations (plain torch): the ground truth for every backend.
 
 
-def reference_power_iteration(weight, u, v, A, H, K, n_iter, eps):
+def reference_power_iteration(weight, u, v, A, H, K, n_iter, eps, v_first=False):
     w_mat = weight.reshape(A, H, K).transpose(0, 1).reshape(H, A * K)
     for _ in range(n_iter):
-        u.copy_(F.normalize(torch.mv(w_mat, v), dim=0, eps=eps))
-        v.copy_(F.normalize(torch.mv(w_mat.t(), u), dim=0, eps=eps))
+        if v_first:
+            v.copy_(F.normalize(torch.mv(w_mat.t(), u), dim=0, eps=eps))
+            u.copy_(F.normalize(torch.mv(w_mat, v), dim=0, eps=eps))
+        else:
+            u.copy_(F.normalize(torch.mv(w_mat, v), dim=0, eps=eps))
+            v.copy_(F.normalize(torch.mv(w_mat.t(), u), dim=0, eps=eps))
     return torch.vdot(u, torch.mv(w_mat, v))
 
 
@@ -67,10 +81,10 @@ def _backend_kernels(name: str):
     return getattr(ext, f"sn_power_iteration_{suffix}"), getattr(ext, f"sn_backward_{suffix}")
 
 
-def _run_power_iteration(weight, u, v, dim, n_iter, eps, backend=None):
+def _run_power_iteration(weight, u, v, dim, n_iter, eps, v_first, backend=None):
     A, H, K = matrix_view(weight.shape, dim)
     power_iteration, _ = _backend_kernels(backend or _backend.resolve(weight.device))
-    return power_iteration(weight.contiguous(), u, v, A, H, K, n_iter, eps)
+    return power_iteration(weight.contiguous(), u, v, A, H, K, n_iter, eps, v_first)
 
 
 def _run_backward(grad, weight, u, v, sigma, dim, backend=None):
@@ -87,13 +101,19 @@ def _run_backward(grad, weight, u, v, sigma, dim, backend=None):
 
 @torch.library.custom_op("gankernels::sn_power_iteration", mutates_args=("u", "v"))
 def sn_power_iteration(
-    weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, dim: int, n_iter: int, eps: float
+    weight: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    dim: int,
+    n_iter: int,
+    eps: float,
+    v_first: bool = False,
 ) -> torch.Tensor:
-    return _run_power_iteration(weight, u, v, dim, n_iter, eps)
+    return _run_power_iteration(weight, u, v, dim, n_iter, eps, v_first)
 
 
 @sn_power_iteration.register_fake
-def _(weight, u, v, dim, n_iter, eps):
+def _(weight, u, v, dim, n_iter, eps, v_first=False):
     return weight.new_empty(())
 
 
@@ -164,10 +184,12 @@ sn_scale_backward.register_autograd(_scale_double_backward, setup_context=_scale
 
 
 # ---------------------------------------------------------------------------------------
-# Public functional op.
+# Public functional ops.
+
+ORDERS = ("uv", "vu")
 
 
-def check_inputs(weight, u, v, n_power_iterations, eps, dim) -> int:
+def check_inputs(weight, u, v, n_power_iterations, eps, dim, order="uv") -> int:
     """Validate arguments; returns `dim` made non-negative."""
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"spectral_norm: weight must be a tensor, got {type(weight).__name__}")
@@ -184,6 +206,12 @@ def check_inputs(weight, u, v, n_power_iterations, eps, dim) -> int:
         )
     if not eps > 0:
         raise ValueError(f"spectral_norm: eps must be > 0, got {eps!r}")
+    if order not in ORDERS:
+        raise ValueError(
+            "spectral_norm: order must be 'uv' (u then v, as torch.nn.utils.parametrizations"
+            ".spectral_norm) or 'vu' (v then u, as the legacy torch.nn.utils.spectral_norm), "
+            f"got {order!r}"
+        )
     if not -weight.ndim <= dim < weight.ndim:
         raise IndexError(
             f"spectral_norm: dim must be in [{-weight.ndim}, {weight.ndim - 1}] for a "
@@ -217,36 +245,94 @@ def spectral_norm(
     eps: float = 1e-12,
     dim: int = 0,
     training: bool = True,
+    order: str = "uv",
 ) -> torch.Tensor:
     """W / sigma(W). In training mode u and v are first updated in place by
-    `n_power_iterations` steps of power iteration; in eval mode they are used as stored."""
-    dim = check_inputs(weight, u, v, n_power_iterations, eps, dim)
-    n_iter = n_power_iterations if training else 0
-    if torch.compiler.is_compiling():
-        with torch.no_grad():
-            sigma = sn_power_iteration(weight.detach(), u, v, dim, n_iter, eps)
-        # Clones: the next forward updates u, v in place while this graph may need them.
-        return sn_scale(weight, u.clone(), v.clone(), sigma, dim)
-    # Eager: call the kernels directly. The custom-op dispatch above costs more than the
-    # whole kernel on a small weight; the numbers are the same.
-    backend = _backend.resolve(weight.device)
-    with torch.no_grad():
-        sigma = _run_power_iteration(weight.detach(), u, v, dim, n_iter, eps, backend)
-    if not (weight.requires_grad and torch.is_grad_enabled()):
+    `n_power_iterations` steps of power iteration in `order` ('uv': u first, as torch's
+    parametrization; 'vu': v first, as the legacy hook); in eval mode they are used as
+    stored."""
+    sigma = spectral_norm_sigma(weight, u, v, n_power_iterations, eps, dim, training, order)
+    needs_graph = weight.requires_grad and torch.is_grad_enabled()
+    if not needs_graph and not torch.compiler.is_compiling():
         return weight / sigma  # nothing to differentiate: skip autograd's bookkeeping
-    return _SNScale.apply(weight, u.clone(), v.clone(), sigma, dim, backend)
+    # Clones: the next forward updates u, v in place while this graph may still need them.
+    return _scale(weight, u.clone(), v.clone(), sigma, dim % weight.ndim)
+
+
+def spectral_norm_sigma(
+    weight: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    n_power_iterations: int = 1,
+    eps: float = 1e-12,
+    dim: int = 0,
+    training: bool = True,
+    order: str = "uv",
+) -> torch.Tensor:
+    """sigma = u . M v (0-dim, no gradient) after, in training mode, updating u and v in
+    place as `spectral_norm` does. One pass over W per power iteration (eval: one pass)."""
+    dim = check_inputs(weight, u, v, n_power_iterations, eps, dim, order)
+    n_iter = n_power_iterations if training else 0
+    v_first = order == "vu"
+    with torch.no_grad():
+        if torch.compiler.is_compiling():
+            return sn_power_iteration(weight.detach(), u, v, dim, n_iter, eps, v_first)
+        # Eager: call the kernels directly. The custom-op dispatch costs more than the
+        # whole kernel on a small weight; the numbers are the same.
+        backend = _backend.resolve(weight.device)
+        return _run_power_iteration(weight.detach(), u, v, dim, n_iter, eps, v_first, backend)
+
+
+def spectral_norm_scale(
+    weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, dim: int = 0
+) -> torch.Tensor:
+    """W / sigma with the gradient of spectral normalisation, sigma = u . M v taken as a
+    function of W with u, v constant (first and higher orders). `sigma` must be that value
+    for this W, u and v (as `spectral_norm_sigma` returns it), and u, v must not change
+    before the backward."""
+    if not isinstance(sigma, torch.Tensor) or sigma.numel() != 1:
+        raise ValueError("spectral_norm_scale: sigma must be a one-element tensor")
+    dim = check_inputs(weight, u, v, 1, 1.0, dim)
+    if sigma.dtype != weight.dtype or sigma.device != weight.device:
+        raise TypeError(
+            f"spectral_norm_scale: sigma must have the weight's dtype and device "
+            f"({weight.dtype}, {weight.device}), got {sigma.dtype} on {sigma.device}"
+        )
+    return _scale(weight, u, v, sigma.reshape(()), dim)
+
+
+def _scale(weight, u, v, sigma, dim, out=None):
+    """W / sigma with SN's gradient; eager callers may pass `out`, a tensor laid out like
+    the weight that nothing else refers to, to write into."""
+    if torch.compiler.is_compiling():
+        return sn_scale(weight, u, v, sigma, dim)
+    if not (weight.requires_grad and torch.is_grad_enabled()):
+        # nothing to differentiate: skip autograd's bookkeeping
+        return weight / sigma if out is None else torch.div(weight, sigma, out=out)
+    return _SNScale.apply(weight, u, v, sigma, dim, _backend.resolve(weight.device), out)
+
+
+def _spectral_norm_into(weight, u, v, n_power_iterations, eps, dim, training, order, out):
+    """`spectral_norm` writing W / sigma into `out` (see `_scale`); eager only."""
+    sigma = spectral_norm_sigma(weight, u, v, n_power_iterations, eps, dim, training, order)
+    if not (weight.requires_grad and torch.is_grad_enabled()):
+        return torch.div(weight, sigma, out=out)
+    return _scale(weight, u.clone(), v.clone(), sigma, dim % weight.ndim, out)
 
 
 class _SNScale(torch.autograd.Function):
     """Eager twin of the `sn_scale` op."""
 
     @staticmethod
-    def forward(ctx, weight, u, v, sigma, dim, backend):
+    def forward(ctx, weight, u, v, sigma, dim, backend, out=None):
         ctx.save_for_backward(weight, u, v, sigma)
         # The backward runs where the forward's backend choice is not visible (autograd's
         # device threads do not see `use_backend`), so remember it.
         ctx.dim, ctx.backend = dim, backend
-        return weight / sigma
+        if out is None:
+            return weight / sigma
+        ctx.mark_dirty(out)  # written in place and returned
+        return torch.div(weight, sigma, out=out)
 
     @staticmethod
     def backward(ctx, grad):
@@ -255,4 +341,4 @@ class _SNScale(torch.autograd.Function):
             grad_w = sn_scale_backward(grad, weight, u, v, sigma, ctx.dim)
         else:
             grad_w = _run_backward(grad, weight, u, v, sigma, ctx.dim, ctx.backend)
-        return grad_w, None, None, None, None, None
+        return grad_w, None, None, None, None, None, None

@@ -11,23 +11,30 @@ and `v` a contiguous (N,) vector of the weight's dtype and device. Supported dty
 float32, float64, float16, bfloat16; sums are accumulated in float32 (float64 for float64
 inputs). Flat offsets are 32-bit: the weight must have fewer than 2**31 elements.
 
-power_iteration(w, u, v, A, H, K, n_iter, eps) -> sigma (0-dim, w's dtype)
-    n_iter times: u = normalize(M v); v = normalize(M^T u), with
-    normalize(x) = x / max(||x||, eps); u and v are updated in place. For n_iter >= 1,
-    sigma = s2 / max(sqrt(s2), eps) with s2 = ||M^T u||^2 of the last iteration; for
-    n_iter == 0, sigma = u . M v. No host synchronisation.
+power_iteration(w, u, v, A, H, K, n_iter, eps, v_first=False) -> sigma (0-dim, w's dtype)
+    n_iter times: u = normalize(M v); v = normalize(M^T u) (v_first: v = normalize(M^T u);
+    u = normalize(M v), the legacy hook's order), with normalize(x) = x / max(||x||, eps);
+    u and v are updated in place and sigma = u . M v with the new u, v. No host
+    synchronisation, no float atomics: every sum has a fixed order.
 
     Small weights (padded tile of at most 16384 elements): one single-program launch
-    keeps W in registers for all iterations. Larger weights, per iteration:
-      _sn_mv_kernel    t = M x       grid (row blocks, column splits)
-      _sn_mtv_kernel   s = M^T u     grid (column blocks, row splits); writes u
-    and one _sn_finalize_kernel writing v and sigma (or _sn_dot_kernel for n_iter == 0).
-    Each matvec reads W once. Normalisation factors are applied lazily: x is the
-    unnormalised s of the previous iteration, and the programs of the first row block
-    of _sn_mv_kernel also write per-split partial sums of ||x||^2, so that no program
-    ever re-reads a whole vector to get a norm of it (except the small final kernel).
-    When a dimension is split, partial matvecs are combined with atomic adds into
-    double-buffered scratch vectors that the kernel before zeroes.
+    keeps W in registers for all iterations. Larger weights: ONE pass over W per
+    iteration. Call the rows of M "lines" (order u, v) or its columns (v_first, i.e. the
+    rows of M^T). Each program of _sn_fused_kernel owns a range of lines; for each block
+    of lines it forms the dot products f = line . x, then reads the same block again
+    (from cache) and adds f[l] * line into the program's partial vector. After the pass
+    f = M x and the partials sum to M^T M x (rows; M M^T x for columns), so
+      u = normalize(M v) = f / D with D = max(|f|, eps),
+      v = normalize(M^T u) = s / max(|s|, eps * D), s = sum of the partials,
+      sigma = u . M v_new = |s|^2 / (D * max(|s|, eps * D)),
+    torch's iteration exactly (v_first: the same with the roles of u and v swapped).
+      _sn_fused_kernel     grid (programs,): f, |f|^2 per program, partials
+      _sn_combine_kernel   grid (blocks,): s = partials added in program order, |s|^2
+                           per block
+      _sn_finalize_kernel  grid (blocks,): u, v and sigma from f, s and the partial norms
+    The next iteration's fused kernel scales its input s by 1 / max(|s|, eps * D) as it
+    loads it, from the partial norms, so no pass ever normalises a vector on its own.
+    Eval (n_iter == 0): the fused kernel's first half (f = M v) and _sn_dot_kernel.
 
 backward(grad, w, u, v, sigma, A, H, K) -> grad_w
     c = sum(grad * w); grad_w = (grad - (c / sigma) * u[h] * v[a*K + k]) / sigma.
@@ -49,6 +56,10 @@ from . import cdiv, next_pow2, target_programs
 _SMALL_TILE = 16384
 # Largest weight handled by the single-program backward.
 _SMALL_BWD = 16384
+# Elements per program of the combine and finalize kernels.
+_VEC_BLOCK = 1024
+# Partial norms are summed in blocks of this many.
+_PART_BLOCK = 128
 
 
 # ---------------------------------------------------------------------------------------
@@ -69,6 +80,7 @@ def _sn_small_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HAS_ITER: tl.constexpr,
+    V_FIRST: tl.constexpr,
     ROW_CONTIG: tl.constexpr,
     FP64: tl.constexpr,
 ):
@@ -83,194 +95,188 @@ def _sn_small_kernel(
         offs = rows[:, None] * K + (a * (H * K) + (cols - a * K))[None, :]
     wm = tl.load(w_ptr + offs, mask=row_mask[:, None] & col_mask[None, :], other=0.0)
     vv = tl.load(v_ptr + cols, mask=col_mask, other=0.0)
+    uu = tl.load(u_ptr + rows, mask=row_mask, other=0.0)
     if FP64:
         wm = wm.to(tl.float64)
         vv = vv.to(tl.float64)
-        uu = tl.zeros([BLOCK_H], dtype=tl.float64)
+        uu = uu.to(tl.float64)
         s2 = tl.sum(tl.zeros([BLOCK_N], dtype=tl.float64), axis=0)
     else:
         wm = wm.to(tl.float32)
         vv = vv.to(tl.float32)
-        uu = tl.zeros([BLOCK_H], dtype=tl.float32)
+        uu = uu.to(tl.float32)
         s2 = tl.sum(tl.zeros([BLOCK_N], dtype=tl.float32), axis=0)
     if HAS_ITER:
         for _ in range(n_iter):
-            t = tl.sum(wm * vv[None, :], axis=1)
-            uu = t / tl.maximum(tl.sqrt(tl.sum(t * t, axis=0)), eps)
-            s = tl.sum(wm * uu[:, None], axis=0)
-            s2 = tl.sum(s * s, axis=0)
-            vv = s / tl.maximum(tl.sqrt(s2), eps)
+            if V_FIRST:
+                s = tl.sum(wm * uu[:, None], axis=0)
+                vv = s / tl.maximum(tl.sqrt(tl.sum(s * s, axis=0)), eps)
+                t = tl.sum(wm * vv[None, :], axis=1)
+                s2 = tl.sum(t * t, axis=0)
+                uu = t / tl.maximum(tl.sqrt(s2), eps)
+            else:
+                t = tl.sum(wm * vv[None, :], axis=1)
+                uu = t / tl.maximum(tl.sqrt(tl.sum(t * t, axis=0)), eps)
+                s = tl.sum(wm * uu[:, None], axis=0)
+                s2 = tl.sum(s * s, axis=0)
+                vv = s / tl.maximum(tl.sqrt(s2), eps)
+        # sigma = u . M v = |last product|^2 / max(|last product|, eps)
         sigma = s2 / tl.maximum(tl.sqrt(s2), eps)
         tl.store(u_ptr + rows, uu.to(u_ptr.dtype.element_ty), mask=row_mask)
         tl.store(v_ptr + cols, vv.to(v_ptr.dtype.element_ty), mask=col_mask)
     else:
-        uu = tl.load(u_ptr + rows, mask=row_mask, other=0.0).to(uu.dtype)
         t = tl.sum(wm * vv[None, :], axis=1)
         sigma = tl.sum(uu * t, axis=0)
     tl.store(sigma_ptr, sigma.to(sigma_ptr.dtype.element_ty))
 
 
 # ---------------------------------------------------------------------------------------
-# Power iteration: multi-program kernels.
+# Power iteration: one pass over W per iteration, multi-program.
 
 
 @triton.jit
-def _sn_mv_kernel(
+def _sum_parts(ptr, n, BLOCK: tl.constexpr):
+    """sum(ptr[0:n]) in a fixed order (every program gets the same bits)."""
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], dtype=ptr.dtype.element_ty)
+    for p0 in range(0, n, BLOCK):
+        acc += tl.load(ptr + p0 + offs, mask=(p0 + offs) < n, other=0.0)
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def _line_offsets(lines, idx, H, K, N, TRANSPOSED: tl.constexpr, ROW_CONTIG: tl.constexpr):
+    """Offsets in w of the tile (lines x idx): M[lines, idx], or M[idx, lines] transposed."""
+    if TRANSPOSED:
+        h = idx[None, :]
+        j = lines[:, None]
+    else:
+        h = lines[:, None]
+        j = idx[None, :]
+    if ROW_CONTIG:
+        offs = h * N + j
+    else:
+        a = j // K
+        offs = a * (H * K) + h * K + (j - a * K)
+    return offs
+
+
+@triton.jit
+def _sn_fused_kernel(
     w_ptr,
     x_ptr,
-    t_ptr,
-    xpart_ptr,
-    zero_ptr,
+    f_ptr,
+    fsq_ptr,
+    part_ptr,
+    prev_fsq_ptr,
+    n_prev_fsq,
+    prev_ssq_ptr,
+    n_prev_ssq,
     H,
     K,
     N,
-    cols_per_split,
-    BLOCK_H: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    T_ATOMIC: tl.constexpr,
-    ZERO: tl.constexpr,
-    ROW_CONTIG: tl.constexpr,
-):
-    """t (+)= M[rows, cols of this split] x[cols]; x unnormalised.
-
-    Programs of row block 0 also write xpart[split] = sum of x^2 over their columns.
-    With ZERO, all programs together clear zero_ptr[0:N].
-    """
-    pid_h = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    acc_ty = t_ptr.dtype.element_ty
-    rows = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    row_mask = rows < H
-    offs_n = tl.arange(0, BLOCK_N)
-    col_lo = pid_c * cols_per_split
-    col_hi = tl.minimum(col_lo + cols_per_split, N)
-    acc = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_ty)
-    xsq = tl.zeros([BLOCK_N], dtype=acc_ty)
-    for c0 in range(col_lo, col_hi, BLOCK_N):
-        cols = c0 + offs_n
-        col_mask = cols < col_hi
-        xx = tl.load(x_ptr + cols, mask=col_mask, other=0.0).to(acc_ty)
-        xsq += xx * xx
-        if ROW_CONTIG:
-            offs = rows[:, None] * N + cols[None, :]
-        else:
-            a = cols // K
-            offs = rows[:, None] * K + (a * (H * K) + (cols - a * K))[None, :]
-        wm = tl.load(w_ptr + offs, mask=row_mask[:, None] & col_mask[None, :], other=0.0)
-        acc += wm.to(acc_ty) * xx[None, :]
-    t = tl.sum(acc, axis=1)
-    if T_ATOMIC:
-        tl.atomic_add(t_ptr + rows, t, mask=row_mask)
-    else:
-        tl.store(t_ptr + rows, t, mask=row_mask)
-    if pid_h == 0:
-        tl.store(xpart_ptr + pid_c, tl.sum(xsq, axis=0))
-    if ZERO:
-        pid = pid_h * tl.num_programs(1) + pid_c
-        step = tl.num_programs(0) * tl.num_programs(1) * BLOCK_N
-        zeros = tl.zeros([BLOCK_N], dtype=zero_ptr.dtype.element_ty)
-        for z0 in range(pid * BLOCK_N, N, step):
-            tl.store(zero_ptr + z0 + offs_n, zeros, mask=(z0 + offs_n) < N)
-
-
-@triton.jit
-def _sn_mtv_kernel(
-    w_ptr,
-    t_ptr,
-    xpart_ptr,
-    n_xpart,
-    s_ptr,
-    u_ptr,
-    zero_ptr,
-    H,
-    K,
-    N,
-    rows_per_split,
+    n_lines,
+    line_len,
+    lines_per_prog,
     eps,
-    BLOCK_H: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    X_NORMED: tl.constexpr,
-    S_ATOMIC: tl.constexpr,
-    ZERO: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    TRANSPOSED: tl.constexpr,
     ROW_CONTIG: tl.constexpr,
+    HAS_PREV: tl.constexpr,
+    PHASE2: tl.constexpr,
 ):
-    """u = normalize(t * alpha); s (+)= M[rows of this split, cols]^T u[rows].
+    """For the program's lines l (rows of M; of M^T when TRANSPOSED), in blocks of BLOCK_L:
+    f[l] = line_l . x * alpha, then (PHASE2) part[pid, :] = sum_l f[l] * line_l, reading
+    each block a second time while it is still in cache. fsq[pid] = sum of f[l]^2.
 
-    t is M x with x unnormalised; with X_NORMED, alpha = 1 / max(||x||, eps) (||x||^2 from
-    the partial sums in xpart), else alpha = 1. Programs of column block 0 write u.
-    With ZERO, all programs together clear zero_ptr[0:H].
+    alpha = 1, or with HAS_PREV (x is the previous iteration's unnormalised s)
+    1 / max(|s|, eps * max(|f_prev|, eps)) from the previous partial norms.
     """
-    pid_c = tl.program_id(0)
-    pid_r = tl.program_id(1)
-    acc_ty = s_ptr.dtype.element_ty
-    offs_h = tl.arange(0, BLOCK_H)
-    offs_n = tl.arange(0, BLOCK_N)
-    # ||t||^2: t is short, every program reduces it.
-    tsq = tl.zeros([BLOCK_H], dtype=acc_ty)
-    for h0 in range(0, H, BLOCK_H):
-        tt = tl.load(t_ptr + h0 + offs_h, mask=(h0 + offs_h) < H, other=0.0)
-        tsq += tt * tt
-    t_norm = tl.sqrt(tl.sum(tsq, axis=0))
-    if X_NORMED:
-        xsq = tl.zeros([BLOCK_N], dtype=acc_ty)
-        for p0 in range(0, n_xpart, BLOCK_N):
-            xsq += tl.load(xpart_ptr + p0 + offs_n, mask=(p0 + offs_n) < n_xpart, other=0.0)
-        alpha = 1.0 / tl.maximum(tl.sqrt(tl.sum(xsq, axis=0)), eps)
-        u_scale = alpha / tl.maximum(t_norm * alpha, eps)
+    pid = tl.program_id(0)
+    acc_ty = f_ptr.dtype.element_ty
+    if HAS_PREV:
+        d_prev = tl.maximum(tl.sqrt(_sum_parts(prev_fsq_ptr, n_prev_fsq, 128)), eps)
+        alpha = 1.0 / tl.maximum(tl.sqrt(_sum_parts(prev_ssq_ptr, n_prev_ssq, 128)), eps * d_prev)
     else:
-        u_scale = 1.0 / tl.maximum(t_norm, eps)
-
-    cols = pid_c * BLOCK_N + offs_n
-    col_mask = cols < N
-    if ROW_CONTIG:
-        col_offs = cols
-    else:
-        a = cols // K
-        col_offs = a * (H * K) + (cols - a * K)
-    row_lo = pid_r * rows_per_split
-    row_hi = tl.minimum(row_lo + rows_per_split, H)
-    acc = tl.zeros([BLOCK_H, BLOCK_N], dtype=acc_ty)
-    for h0 in range(row_lo, row_hi, BLOCK_H):
-        rows = h0 + offs_h
-        row_mask = rows < row_hi
-        uu = tl.load(t_ptr + rows, mask=row_mask, other=0.0) * u_scale
-        if pid_c == 0:
-            tl.store(u_ptr + rows, uu.to(u_ptr.dtype.element_ty), mask=row_mask)
-        if ROW_CONTIG:
-            offs = rows[:, None] * N + col_offs[None, :]
-        else:
-            offs = rows[:, None] * K + col_offs[None, :]
-        wm = tl.load(w_ptr + offs, mask=row_mask[:, None] & col_mask[None, :], other=0.0)
-        acc += wm.to(acc_ty) * uu[:, None]
-    s = tl.sum(acc, axis=0)
-    if S_ATOMIC:
-        tl.atomic_add(s_ptr + cols, s, mask=col_mask)
-    else:
-        tl.store(s_ptr + cols, s, mask=col_mask)
-    if ZERO:
-        pid = pid_c * tl.num_programs(1) + pid_r
-        step = tl.num_programs(0) * tl.num_programs(1) * BLOCK_H
-        zeros = tl.zeros([BLOCK_H], dtype=zero_ptr.dtype.element_ty)
-        for z0 in range(pid * BLOCK_H, H, step):
-            tl.store(zero_ptr + z0 + offs_h, zeros, mask=(z0 + offs_h) < H)
+        alpha = 1.0
+    offs_l = tl.arange(0, BLOCK_L)
+    offs_i = tl.arange(0, BLOCK_I)
+    lo = pid * lines_per_prog
+    hi = tl.minimum(lo + lines_per_prog, n_lines)
+    fsq = tl.zeros([BLOCK_L], dtype=acc_ty)
+    for l0 in range(lo, hi, BLOCK_L):
+        lines = l0 + offs_l
+        line_mask = lines < hi
+        acc = tl.zeros([BLOCK_L, BLOCK_I], dtype=acc_ty)
+        for i0 in range(0, line_len, BLOCK_I):
+            idx = i0 + offs_i
+            idx_mask = idx < line_len
+            xx = tl.load(x_ptr + idx, mask=idx_mask, other=0.0).to(acc_ty)
+            offs = _line_offsets(lines, idx, H, K, N, TRANSPOSED, ROW_CONTIG)
+            wm = tl.load(w_ptr + offs, mask=line_mask[:, None] & idx_mask[None, :], other=0.0)
+            acc += wm.to(acc_ty) * xx[None, :]
+        f = tl.sum(acc, axis=1) * alpha
+        tl.store(f_ptr + lines, f, mask=line_mask)
+        fsq += f * f
+        if PHASE2:
+            not_first = (offs_i * 0 + l0) > lo  # the first block starts the partial
+            for i0 in range(0, line_len, BLOCK_I):
+                idx = i0 + offs_i
+                idx_mask = idx < line_len
+                offs = _line_offsets(lines, idx, H, K, N, TRANSPOSED, ROW_CONTIG)
+                wm = tl.load(w_ptr + offs, mask=line_mask[:, None] & idx_mask[None, :], other=0.0)
+                contrib = tl.sum(wm.to(acc_ty) * f[:, None], axis=0)
+                pp = part_ptr + pid * line_len + idx
+                prev = tl.load(pp, mask=idx_mask & not_first, other=0.0)
+                tl.store(pp, prev + contrib, mask=idx_mask)
+            # The next block reads back what this one stored.
+            tl.debug_barrier()
+    tl.store(fsq_ptr + pid, tl.sum(fsq, axis=0))
 
 
 @triton.jit
-def _sn_finalize_kernel(s_ptr, v_ptr, sigma_ptr, N, eps, BLOCK: tl.constexpr):
-    """v = normalize(s); sigma = ||s||^2 / max(||s||, eps). Every program reduces s."""
+def _sn_combine_kernel(part_ptr, n_part, s_ptr, ssq_ptr, L, BLOCK: tl.constexpr):
+    """s = sum over p of part[p, :] in program order; ssq[pid] = sum of s^2 in the block."""
     pid = tl.program_id(0)
-    offs = tl.arange(0, BLOCK)
-    ssq = tl.zeros([BLOCK], dtype=s_ptr.dtype.element_ty)
-    for i0 in range(0, N, BLOCK):
-        ss = tl.load(s_ptr + i0 + offs, mask=(i0 + offs) < N, other=0.0)
-        ssq += ss * ss
-    s2 = tl.sum(ssq, axis=0)
-    den = tl.maximum(tl.sqrt(s2), eps)
-    idx = pid * BLOCK + offs
-    ss = tl.load(s_ptr + idx, mask=idx < N, other=0.0)
-    tl.store(v_ptr + idx, (ss / den).to(v_ptr.dtype.element_ty), mask=idx < N)
+    idx = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = idx < L
+    acc = tl.zeros([BLOCK], dtype=s_ptr.dtype.element_ty)
+    for p in range(0, n_part):
+        acc += tl.load(part_ptr + p * L + idx, mask=mask, other=0.0)
+    tl.store(s_ptr + idx, acc, mask=mask)
+    tl.store(ssq_ptr + pid, tl.sum(acc * acc, axis=0))
+
+
+@triton.jit
+def _sn_finalize_kernel(
+    f_ptr,
+    n_f,
+    fsq_ptr,
+    n_fsq,
+    s_ptr,
+    n_s,
+    ssq_ptr,
+    n_ssq,
+    out_f_ptr,
+    out_s_ptr,
+    sigma_ptr,
+    eps,
+    BLOCK: tl.constexpr,
+):
+    """out_f = f / D, out_s = s / max(|s|, eps * D), D = max(|f|, eps);
+    sigma = |s|^2 / (D * max(|s|, eps * D))."""
+    pid = tl.program_id(0)
+    d = tl.maximum(tl.sqrt(_sum_parts(fsq_ptr, n_fsq, 128)), eps)
+    s2 = _sum_parts(ssq_ptr, n_ssq, 128)
+    ds = tl.maximum(tl.sqrt(s2), eps * d)
+    idx = pid * BLOCK + tl.arange(0, BLOCK)
+    ff = tl.load(f_ptr + idx, mask=idx < n_f, other=0.0)
+    tl.store(out_f_ptr + idx, (ff / d).to(out_f_ptr.dtype.element_ty), mask=idx < n_f)
+    ss = tl.load(s_ptr + idx, mask=idx < n_s, other=0.0)
+    tl.store(out_s_ptr + idx, (ss / ds).to(out_s_ptr.dtype.element_ty), mask=idx < n_s)
     if pid == 0:
-        tl.store(sigma_ptr, (s2 / den).to(sigma_ptr.dtype.element_ty))
+        tl.store(sigma_ptr, (s2 / (d * ds)).to(sigma_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -430,13 +436,6 @@ def _use_small(H: int, N: int) -> bool:
     return next_pow2(H) * next_pow2(N) <= _SMALL_TILE
 
 
-def _split(tiles_other: int, tiles_own: int, target: int) -> tuple[int, int]:
-    """(splits, tiles per split) of `tiles_own` so that tiles_other * splits ~ target."""
-    want = max(1, min(tiles_own, cdiv(target, tiles_other)))
-    per = cdiv(tiles_own, want)
-    return cdiv(tiles_own, per), per
-
-
 def power_iteration(
     w: torch.Tensor,
     u: torch.Tensor,
@@ -446,14 +445,16 @@ def power_iteration(
     K: int,
     n_iter: int,
     eps: float,
+    v_first: bool = False,
 ) -> torch.Tensor:
     """Power iteration on M (see the module docstring); updates u, v in place."""
-    return _power_iteration(w, u, v, A, H, K, n_iter, eps)
+    return _power_iteration(w, u, v, A, H, K, n_iter, eps, v_first)
 
 
 def _power_iteration(
-    w, u, v, A, H, K, n_iter, eps, *, small=None, target=None, block_h=None, block_n=None
-):
+    w, u, v, A, H, K, n_iter, eps, v_first=False, *, small=None, target=None, block_l=None,
+    block_i=None,
+):  # fmt: skip
     """power_iteration with optional overrides of the launch plan (used by tests)."""
     A, H, K, n_iter, eps = int(A), int(H), int(K), int(n_iter), float(eps)
     _check_inputs(w, u, v, A, H, K)
@@ -469,65 +470,63 @@ def _power_iteration(
             bh, bn = next_pow2(H), next_pow2(N)
             _sn_small_kernel[(1,)](
                 w, u, v, sigma, H, K, N, n_iter, eps,
-                BLOCK_H=bh, BLOCK_N=bn, HAS_ITER=n_iter > 0, ROW_CONTIG=row_contig,
-                FP64=w.dtype == torch.float64,
+                BLOCK_H=bh, BLOCK_N=bn, HAS_ITER=n_iter > 0, V_FIRST=bool(v_first),
+                ROW_CONTIG=row_contig, FP64=w.dtype == torch.float64,
                 num_warps=max(4, min(16, bh * bn // 1024)),
             )  # fmt: skip
             return sigma
         _power_iteration_multi(
-            w, u, v, sigma, H, K, N, n_iter, eps, row_contig, target, block_h, block_n
-        )
+            w, u, v, sigma, H, K, N, n_iter, eps, bool(v_first) and n_iter > 0, row_contig,
+            target, block_l, block_i,
+        )  # fmt: skip
     return sigma
 
 
 def _power_iteration_multi(
-    w, u, v, sigma, H, K, N, n_iter, eps, row_contig, target, block_h, block_n
+    w, u, v, sigma, H, K, N, n_iter, eps, v_first, row_contig, target, block_l, block_i
 ):
+    # Lines: rows of M (order u, v), or its columns (v first).
+    n_lines, line_len = (N, H) if v_first else (H, N)
+    # Tiles of 4096 elements; columns (v first) in wider blocks: they are the contiguous
+    # direction of their tiles.
+    bl = block_l or min(64 if v_first else 16, next_pow2(n_lines))
+    bi = block_i or min(max(32, 4096 // bl), next_pow2(line_len))
     if target is None:
         target = target_programs(w.device, 4)
-        target = max(1, min(target, H * N // 8192))
-    # t = M x: tiles of (bh_t, bn_t), programs over row blocks and column splits.
-    bh_t = block_h or min(32, next_pow2(H))
-    bn_t = block_n or min(max(128, 4096 // bh_t), max(16, next_pow2(N)))
-    row_blocks = cdiv(H, bh_t)
-    csplit, col_tiles_per = _split(row_blocks, cdiv(N, bn_t), target)
-    # s = M^T u: tiles of (bh_s, bn_s), programs over column blocks and row splits.
-    bn_s = block_n or min(128, next_pow2(N))
-    bh_s = block_h or min(max(32, 4096 // bn_s), max(16, next_pow2(H)))
-    col_blocks = cdiv(N, bn_s)
-    rsplit, row_tiles_per = _split(col_blocks, cdiv(H, bh_s), target)
-    t_atomic, s_atomic = csplit > 1, rsplit > 1
+    # Programs own whole blocks of lines; fewer programs, less partial traffic (programs *
+    # line_len written and read back, against n_lines * line_len for W).
+    line_blocks = cdiv(n_lines, bl)
+    per = cdiv(line_blocks, max(1, min(target, line_blocks))) * bl
+    progs = cdiv(n_lines, per)
+    n_comb = cdiv(line_len, _VEC_BLOCK)
 
     acc = _acc_dtype(w.dtype)
-    alloc = torch.zeros if t_atomic else torch.empty
-    scratch = alloc(2 * H + 2 * N + csplit, dtype=acc, device=w.device)
-    tbuf = (scratch[:H], scratch[H : 2 * H])
-    sbuf = (scratch[2 * H : 2 * H + N], scratch[2 * H + N : 2 * H + 2 * N])
-    xpart = scratch[2 * H + 2 * N :]
+    scratch = torch.empty(
+        n_lines + line_len + progs * line_len + 2 * progs + n_comb, dtype=acc, device=w.device
+    )
+    f, s, part, fsq2, ssq = scratch.split([n_lines, line_len, progs * line_len, 2 * progs, n_comb])
+    fsq = (fsq2[:progs], fsq2[progs:])
 
-    def mv(x, i):
-        _sn_mv_kernel[(row_blocks, csplit)](
-            w, x, tbuf[i % 2], xpart, sbuf[i % 2], H, K, N, col_tiles_per * bn_t,
-            BLOCK_H=bh_t, BLOCK_N=bn_t, T_ATOMIC=t_atomic, ZERO=s_atomic and n_iter > 0,
-            ROW_CONTIG=row_contig, num_warps=4,
+    def fused(x, i, phase2):
+        _sn_fused_kernel[(progs,)](
+            w, x, f, fsq[i % 2], part, fsq[(i + 1) % 2], progs, ssq, n_comb,
+            H, K, N, n_lines, line_len, per, eps,
+            BLOCK_L=bl, BLOCK_I=bi, TRANSPOSED=v_first, ROW_CONTIG=row_contig,
+            HAS_PREV=i > 0, PHASE2=phase2, num_warps=4,
         )  # fmt: skip
 
     if n_iter == 0:
-        mv(v, 0)
-        _sn_dot_kernel[(1,)](u, tbuf[0], sigma, H, BLOCK=min(1024, next_pow2(H)), num_warps=4)
+        fused(v, 0, False)
+        _sn_dot_kernel[(1,)](u, f, sigma, H, BLOCK=min(1024, next_pow2(H)), num_warps=4)
         return
     for i in range(n_iter):
-        mv(v if i == 0 else sbuf[(i - 1) % 2], i)
-        _sn_mtv_kernel[(col_blocks, rsplit)](
-            w, tbuf[i % 2], xpart, csplit, sbuf[i % 2], u, tbuf[(i + 1) % 2],
-            H, K, N, row_tiles_per * bh_s, eps,
-            BLOCK_H=bh_s, BLOCK_N=bn_s, X_NORMED=i > 0, S_ATOMIC=s_atomic,
-            ZERO=t_atomic and i + 1 < n_iter, ROW_CONTIG=row_contig, num_warps=4,
-        )  # fmt: skip
-    block = min(1024, next_pow2(N))
-    _sn_finalize_kernel[(cdiv(N, block),)](
-        sbuf[(n_iter - 1) % 2], v, sigma, N, eps, BLOCK=block, num_warps=4
-    )
+        fused((u if v_first else v) if i == 0 else s, i, True)
+        _sn_combine_kernel[(n_comb,)](part, progs, s, ssq, line_len, BLOCK=_VEC_BLOCK, num_warps=4)
+    out_f, out_s = (v, u) if v_first else (u, v)
+    _sn_finalize_kernel[(cdiv(max(n_lines, line_len), _VEC_BLOCK),)](
+        f, n_lines, fsq[(n_iter - 1) % 2], progs, s, line_len, ssq, n_comb, out_f, out_s,
+        sigma, eps, BLOCK=_VEC_BLOCK, num_warps=4,
+    )  # fmt: skip
 
 
 def backward(
@@ -587,7 +586,11 @@ def _backward(grad, w, u, v, sigma, A, H, K, *, small=None, target=None):
 # Ahead-of-time compile specs: (kernel, signature, constexprs) for every kernel above.
 
 
-_ACC_PTRS = ("t_ptr", "xpart_ptr", "zero_ptr", "s_ptr", "part_ptr")
+_ACC_PTRS = (
+    "t_ptr", "f_ptr", "s_ptr", "fsq_ptr", "ssq_ptr", "prev_fsq_ptr", "prev_ssq_ptr", "part_ptr",
+)  # fmt: skip
+# Device helpers, compiled as part of the kernels that call them.
+AOT_HELPERS = ("_sum_parts", "_line_offsets")
 
 
 def _aot_spec(kernel, dtype, constexprs, **types):
@@ -618,29 +621,45 @@ def _aot_specs():
                 _aot_spec(
                     _sn_small_kernel,
                     dt,
-                    dict(BLOCK_H=64, BLOCK_N=128, HAS_ITER=flag, ROW_CONTIG=flag, FP64=fp64),
+                    dict(
+                        BLOCK_H=64,
+                        BLOCK_N=128,
+                        HAS_ITER=flag,
+                        V_FIRST=not flag,
+                        ROW_CONTIG=flag,
+                        FP64=fp64,
+                    ),
                 ),
+                # First iteration (x is u or v, HAS_PREV off) and later ones (x = s).
                 _aot_spec(
-                    _sn_mv_kernel,
+                    _sn_fused_kernel,
                     dt,
-                    dict(BLOCK_H=32, BLOCK_N=128, T_ATOMIC=flag, ZERO=not flag, ROW_CONTIG=flag),
+                    dict(
+                        BLOCK_L=16,
+                        BLOCK_I=256,
+                        TRANSPOSED=flag,
+                        ROW_CONTIG=flag,
+                        HAS_PREV=not flag,
+                        PHASE2=True,
+                    ),
                     x_ptr="*" + dt if flag else acc_ptr,
                 ),
                 _aot_spec(
-                    _sn_mtv_kernel,
+                    _sn_fused_kernel,
                     dt,
                     dict(
-                        BLOCK_H=32,
-                        BLOCK_N=128,
-                        X_NORMED=flag,
-                        S_ATOMIC=not flag,
-                        ZERO=flag,
-                        ROW_CONTIG=flag,
+                        BLOCK_L=16,
+                        BLOCK_I=256,
+                        TRANSPOSED=not flag,
+                        ROW_CONTIG=not flag,
+                        HAS_PREV=False,
+                        PHASE2=flag,
                     ),
                 ),
             ]
         specs += [
-            _aot_spec(_sn_finalize_kernel, dt, dict(BLOCK=1024)),
+            _aot_spec(_sn_combine_kernel, dt, dict(BLOCK=_VEC_BLOCK)),
+            _aot_spec(_sn_finalize_kernel, dt, dict(BLOCK=_VEC_BLOCK)),
             _aot_spec(_sn_dot_kernel, dt, dict(BLOCK=1024)),
             _aot_spec(_sn_bwd_small_kernel, dt, dict(BLOCK=2048, FP64=fp64)),
             _aot_spec(_sn_bwd_partial_kernel, dt, dict(BLOCK=1024)),
