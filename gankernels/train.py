@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import _backend, checkpoint
+from . import _backend, checkpoint, fusion
 from .conditions.sources import CONDITIONS
 from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
@@ -366,8 +366,11 @@ def train(config: TrainConfig) -> TrainResult:
     device = pick_device(config.device, ranks)
     owns_group = ranks.world > 1 and not _group_was_up
     scope = _backend.use_backend("reference") if config.reference else nullcontext()
+    # Deterministic runs do not time the fused layers' choices: the fixed rule decides,
+    # unless a mode was chosen explicitly.
+    fixed = config.deterministic and fusion.get_fusion() == "auto"
     try:
-        with scope:
+        with scope, fusion.use_fusion("fixed") if fixed else nullcontext():
             return _train(config, ranks, device)
     finally:
         if owns_group:
