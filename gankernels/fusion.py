@@ -14,10 +14,12 @@ cuDNN's benchmark mode: both run forward (and backward when autograd records, an
 double backward inside `second_order()`) a few times on copies of the call's tensors
 (no random draws, no update of running statistics, no .grad written), the median times
 are compared and the faster one is kept; fused wins only if it is faster by more than
-MARGIN. Decisions are kept in memory and on disk, one file per machine (CPU model) and
-versions (torch, gankernels, its compiled kernels), under $GANKERNELS_CACHE/fusion
-(default ~/.cache/gankernels/fusion), with the device, thread count and backend in each
-entry's key.
+MARGIN. On a CPU with torch on one thread the times are the thread's CPU time, which other
+processes' load does not inflate; wall time otherwise (CUDA: synchronised). Decisions
+are kept in memory and on disk, one file per machine (CPU model) and versions (torch,
+gankernels, its compiled kernels), under $GANKERNELS_CACHE/fusion (default
+~/.cache/gankernels/fusion), with the device, thread count and backend in each entry's
+key; `clear_cache()` forgets this machine's decisions (re-measure on a quiet machine).
 
 Modes (`set_fusion`, `use_fusion`, GANKERNELS_FUSION):
   auto    the disk cache, else measure (the default)
@@ -210,6 +212,13 @@ _disk = _DiskCache()
 _decisions: dict[str, Decision] = {}  # key -> decision, shared by all layers
 
 
+def clear_cache() -> None:
+    """Delete this machine's decision file and forget the decisions in memory: layers
+    measure again on their next call (in 'auto' mode)."""
+    cache_path().unlink(missing_ok=True)
+    clear_decisions()
+
+
 def clear_decisions() -> None:
     """Forget the decisions held in memory (layers re-decide on their next call; the disk
     cache is read again)."""
@@ -230,21 +239,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _clock(device: torch.device) -> Callable[[], float]:
+    """The CPU time of this thread when torch computes on it alone (a CPU tensor, one
+    thread): other processes' load then does not count; wall time otherwise."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time
+    return time.perf_counter
+
+
 def measure(run: Callable[[str], None], device: torch.device) -> dict[str, float]:
     """Median milliseconds of run(impl) for both impls, after one warm-up call each; the
     calls alternate (and alternate which goes first) so that a change in the machine's
     load falls on both."""
     for impl in IMPLS:
         run(impl)
+    clock = _clock(device)
     times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
     start = time.perf_counter()
     for rep in range(REPS):
         for impl in IMPLS if rep % 2 == 0 else IMPLS[::-1]:
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             run(impl)
             _sync(device)
-            times[impl].append(time.perf_counter() - t0)
+            times[impl].append(clock() - t0)
         if rep + 1 >= MIN_REPS and time.perf_counter() - start > BUDGET_S:
             break
     return {impl: statistics.median(ts) * 1e3 for impl, ts in times.items()}

@@ -32,7 +32,7 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense
+from ._layout import dense, profiled
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -318,16 +318,18 @@ bias_act_grad.register_autograd(_grad_backward, setup_context=_grad_setup)
 def _run_forward(x, b, dim, act, alpha, gain, clamp, backend):
     x = dense(x)
     kernel = _kernels(backend)["bias_act_forward"]
-    return kernel(x, _bias(b), x.shape[dim], x.stride(dim), act, alpha, gain, clamp)
+    with profiled("gankernels::bias_act_forward"):
+        return kernel(x, _bias(b), x.shape[dim], x.stride(dim), act, alpha, gain, clamp)
 
 
 def _run_grad(dy, s, b, dim, act, alpha, gain, clamp, order, s_is_y, backend):
     s = dense(s)
     kernel = _kernels(backend)["bias_act_grad"]
-    return kernel(
-        _like(dy, s), s, _bias(b), s.shape[dim], s.stride(dim), act, alpha, gain, clamp, order,
-        s_is_y,
-    )  # fmt: skip
+    with profiled("gankernels::bias_act_grad"):
+        return kernel(
+            _like(dy, s), s, _bias(b), s.shape[dim], s.stride(dim), act, alpha, gain, clamp,
+            order, s_is_y,
+        )  # fmt: skip
 
 
 class _BiasAct(torch.autograd.Function):

@@ -40,7 +40,7 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense
+from ._layout import dense, profiled
 from .bias_act import ACTIVATIONS, CODES, SELU_SCALE, _act, eager
 
 KINDS = ("instance", "batch")
@@ -341,7 +341,8 @@ class _NormAct(torch.autograd.Function):
         ctx.args, ctx.backend = (per_sample, act, alpha, batch_stats, eps), backend
         ctx.save_for_backward(x, mean, rstd, weight, bias)
         kernel = _kernels(backend)["norm_act_forward"]
-        return kernel(x, mean, rstd, weight, bias, per_sample, act, alpha)
+        with profiled("gankernels::norm_act_forward"):
+            return kernel(x, mean, rstd, weight, bias, per_sample, act, alpha)
 
     @staticmethod
     def backward(ctx, dy):
@@ -351,7 +352,10 @@ class _NormAct(torch.autograd.Function):
             dx, sum_g, sum_gxhat = norm_act_backward(dy, x, mean, rstd, weight, bias, *ctx.args)
         else:
             kernel = _kernels(ctx.backend)["norm_act_backward"]
-            dx, sum_g, sum_gxhat = kernel(_like(dy, x), x, mean, rstd, weight, bias, *ctx.args[:4])
+            with profiled("gankernels::norm_act_backward"):
+                dx, sum_g, sum_gxhat = kernel(
+                    _like(dy, x), x, mean, rstd, weight, bias, *ctx.args[:4]
+                )
         C = x.shape[1]
         dweight = dbias = None
         if weight is not None and ctx.needs_input_grad[3]:
@@ -456,7 +460,8 @@ def norm_act(
             )
         # The statistics enter the gradient through norm_act_backward's dx formula.
         if fast:
-            mean, var = _kernels(backend)["norm_act_stats"](dense(x.detach()), per_sample)
+            with profiled("gankernels::norm_act_stats"):
+                mean, var = _kernels(backend)["norm_act_stats"](dense(x.detach()), per_sample)
         else:
             mean, var = norm_act_stats(x.detach(), per_sample)
         rstd = torch.rsqrt(var + eps)
@@ -476,7 +481,8 @@ def norm_act(
     args = (per_sample, code, alpha, batch_stats, eps, backend)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, b)):
         return _NormAct.apply(x, mean, rstd, w, b, *args)
-    return _kernels(backend)["norm_act_forward"](dense(x), mean, rstd, w, b, *args[:3])
+    with profiled("gankernels::norm_act_forward"):
+        return _kernels(backend)["norm_act_forward"](dense(x), mean, rstd, w, b, *args[:3])
 
 
 @torch.no_grad()
