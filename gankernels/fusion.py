@@ -316,21 +316,32 @@ class FusionChoice:
             if last is not None:
                 return last
             return _global_mode if _global_mode in IMPLS else rule(self._fusion_op, x.device.type)
-        mode = get_fusion()
+        mode = _override.get() or _global_mode
         if mode in IMPLS:
             self.__dict__["_fusion_last"] = mode
             return mode
-        grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        # This runs on every call: kept to a few cheap checks and one dict lookup.
+        grad = False
+        if torch.is_grad_enabled():
+            for t in tensors:
+                if t is not None and t.requires_grad:
+                    grad = True
+                    break
         order2 = grad and _second_order.get()
-        autocast = torch.is_autocast_enabled(x.device.type) if x.device.type != "meta" else False
-        sig = (mode, tuple(x.shape), x.dtype, x.device, _layout(x), grad, order2, autocast)
-        memo = self.__dict__.setdefault("_fusion_memo", {})
+        device = x.device
+        autocast = device.type != "meta" and torch.is_autocast_enabled(device.type)
+        layout = x.is_contiguous() or _layout(x)
+        sig = (mode, x.shape, x.dtype, device, layout, grad, order2, autocast)
+        memo = self.__dict__.get("_fusion_memo")
+        if memo is None:
+            memo = self.__dict__["_fusion_memo"] = {}
         found = memo.get(sig)
         if found is None or found[0] != _generation[0]:
             decision = self._fusion_decide(mode, x, tensors, grad, order2, autocast)
             found = memo[sig] = (_generation[0], decision, sig)
-        self.__dict__["_fusion_last"] = found[1].choice
-        return found[1].choice
+        choice = found[1].choice
+        self.__dict__["_fusion_last"] = choice
+        return choice
 
     def _fusion_key(self, x, grad, order2, autocast) -> str:
         from . import _backend
@@ -419,6 +430,7 @@ class FusionChoice:
             _, shape, dtype, device, layout, grad, order2, _ = sig
             mode = "fwd+bwd2" if order2 else "fwd+bwd" if grad else "fwd"
             dt = str(dtype).replace("torch.", "")
+            layout = "contiguous" if layout is True else layout
             out.append((f"{tuple(shape)} {dt} {layout} {device} {mode}", decision))
         return out
 

@@ -115,7 +115,7 @@ class LayerAct(FusionChoice):
         w, b = self.weight, self.bias
         if not self.fused:  # the plain torch reference
             return torch_activation(self._layer(x, w, b), self.act, self.alpha)
-        if not self._fusion_applies():  # nothing to fuse: one pass either way
+        if b is None or self.act == "linear":  # nothing to fuse: one pass either way
             return activation_(self._layer(x, w, b), self.act, self._alpha)
         tensors = [x, w, b]
         return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
