@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._checks import finite_number
+from .fusion import second_order
 from .ops.penalty import gradient_penalty as _gp
 from .ops.penalty import interpolate
 from .ops.penalty import r1_penalty as _r1
@@ -62,7 +63,9 @@ def gradient_penalty(
     _check_every(every)
     x_hat = interpolate(real.detach(), fake.detach(), alpha=alpha, generator=generator)
     x_hat.requires_grad_(True)
-    grad = _input_gradient(D(x_hat, **d_kwargs), x_hat)
+    with second_order():  # D(x_hat)'s input gradient is differentiated again
+        logits = D(x_hat, **d_kwargs)
+    grad = _input_gradient(logits, x_hat)
     return (weight * every) * _gp(grad, center)
 
 
@@ -74,7 +77,9 @@ def r1_penalty(D, real: torch.Tensor, gamma: float = 10.0, every: int = 1, **d_k
     if not isinstance(real, torch.Tensor) or not real.is_floating_point():
         raise TypeError("r1_penalty: real must be a floating-point tensor")
     x = real.detach().requires_grad_(True)
-    return r1_penalty_from(D(x, **d_kwargs), x, gamma, every)
+    with second_order():
+        logits = D(x, **d_kwargs)
+    return r1_penalty_from(logits, x, gamma, every)
 
 
 def r1_penalty_from(
@@ -161,13 +166,16 @@ def wgan_gp_critic_loss(
     B = real.shape[0]
     if passes == 3:
         d_real, d_fake = D(real, **d_kwargs), D(fake, **d_kwargs)
-        d_hat = D(x_hat, **d_kwargs)
+        with second_order():
+            d_hat = D(x_hat, **d_kwargs)
     elif passes == 2:
         d_real, d_fake = D(torch.cat([real, fake]), **_repeat_batch(d_kwargs, 2, B)).split(B)
-        d_hat = D(x_hat, **d_kwargs)
+        with second_order():
+            d_hat = D(x_hat, **d_kwargs)
     else:
         kwargs = _repeat_batch(d_kwargs, 3, B)
-        d_real, d_fake, d_hat = D(torch.cat([real, fake, x_hat]), **kwargs).split(B)
+        with second_order():
+            d_real, d_fake, d_hat = D(torch.cat([real, fake, x_hat]), **kwargs).split(B)
     penalty = _gp(_input_gradient(d_hat, x_hat), center)
     wasserstein = d_real.mean() - d_fake.mean()
     loss = weight * penalty - wasserstein

@@ -17,6 +17,7 @@ step, stream), so a resumed run and a run on N ranks compute what one run comput
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 
 from . import models
 from .data import BatchStream, load_dataset, to_model_range
+from .fusion import second_order
 from .losses import GANLoss, ImagePool, mode_seeking_loss
 from .regularizers import gradient_penalty, r1_penalty_from
 
@@ -152,8 +154,10 @@ class Task:
             real = real.detach().requires_grad_(True)
         if r2_due:
             fake = fake.detach().requires_grad_(True)
-        real_logits = (D if r1_due else D_fast)(real, c_real)
-        fake_logits = (D if r2_due else D_fast)(fake, c_fake)
+        with second_order() if r1_due else nullcontext():  # its input gradient is
+            real_logits = (D if r1_due else D_fast)(real, c_real)  # differentiated again
+        with second_order() if r2_due else nullcontext():
+            fake_logits = (D if r2_due else D_fast)(fake, c_fake)
         negatives = fake_logits
         if wrong is not None:  # the losses average their negatives: half fakes, half wrong
             negatives = torch.cat([fake_logits, D_fast(real.detach(), wrong)])

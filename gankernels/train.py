@@ -33,8 +33,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.profiler import record_function
 
-from . import _backend, checkpoint
+from . import _backend, checkpoint, fusion
 from .conditions.sources import CONDITIONS
 from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
@@ -366,8 +367,11 @@ def train(config: TrainConfig) -> TrainResult:
     device = pick_device(config.device, ranks)
     owns_group = ranks.world > 1 and not _group_was_up
     scope = _backend.use_backend("reference") if config.reference else nullcontext()
+    # Deterministic runs do not time the fused layers' choices: the fixed rule decides,
+    # unless a mode was chosen explicitly.
+    fixed = config.deterministic and fusion.get_fusion() == "auto"
     try:
-        with scope:
+        with scope, fusion.use_fusion("fixed") if fixed else nullcontext():
             return _train(config, ranks, device)
     finally:
         if owns_group:
@@ -451,10 +455,11 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
 
     def d_step(step: int, i: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast:
+        with autocast, record_function("gankernels.d_step"):  # labels for torch.profiler
             d_loss, penalty = task.d_losses(nets, step, i, batch)
         opt_d.zero_grad(set_to_none=True)
-        (d_loss + penalty).backward()
+        with record_function("gankernels.d_step_backward"):
+            (d_loss + penalty).backward()
         average_gradients(D, ranks)
         opt_d.step()
         if loss.clip is not None:
@@ -463,10 +468,11 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
 
     def g_step(step: int, batch) -> list[torch.Tensor]:
         D.requires_grad_(False)  # no parameter gradients for D in G's step
-        with autocast:
+        with autocast, record_function("gankernels.g_step"):
             g_loss, terms = task.g_losses(nets, step, batch)
         opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        with record_function("gankernels.g_step_backward"):
+            g_loss.backward()
         D.requires_grad_(True)
         average_gradients(G, ranks)
         opt_g.step()

@@ -8,6 +8,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Fused layers run our kernels in the tests (they are what the tests check); the choice
+# between them and the plain torch path (gankernels.fusion) has its own tests, which
+# time into a temporary cache.
+os.environ.setdefault("GANKERNELS_FUSION", "fused")
+
 import gankernels as gk  # noqa: E402
 
 # Under pytest-xdist (`make test` runs two workers) each worker gets one core's worth of

@@ -240,6 +240,48 @@ def test_gradcheck_and_gradgradcheck(backend, device, act, mode):
         assert torch.autograd.gradgradcheck(fn_no_affine, (x,), fast_mode=fast)
 
 
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+@pytest.mark.parametrize("act", ["relu", "lrelu", "tanh"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_instance_norm_with_running_statistics(backend, device, act, affine):
+    """InstanceNorm2d(track_running_stats=True): training normalises each sample with its
+    own statistics and moves the running ones towards their batch average; eval mode
+    normalises every sample with the running ones. Same numbers, gradients and buffers
+    as torch, also through from_modules (the patch's path)."""
+    norm = randomize(nn.InstanceNorm2d(4, affine=affine, track_running_stats=True, momentum=0.3))
+    norm = norm.to(device, torch.float64)
+    fused = gk.nn.NormAct.from_modules(copy.deepcopy(norm), TORCH_ACT[act]())
+    torch_act = TORCH_ACT[act]()
+    for step, train in enumerate([True, True, False]):
+        norm.train(train)
+        fused.train(train)
+        x = torch.randn(3, 4, 5, 6, dtype=torch.float64, device=device) * (step + 1) + step
+        x = x.requires_grad_(True)
+        xr = x.detach().clone().requires_grad_(True)
+        with gk.use_backend(backend):
+            y = fused(x)
+            up = torch.randn_like(y)
+            y.backward(up)
+        want = torch_act(norm(xr))
+        want.backward(up)
+        torch.testing.assert_close(y, want, **TOL[torch.float64])
+        torch.testing.assert_close(x.grad, xr.grad, **TOL[torch.float64])
+        for b, c in zip(fused.buffers(), norm.buffers(), strict=True):
+            torch.testing.assert_close(b, c, **TOL[torch.float64])
+    assert fused.num_batches_tracked.item() == norm.num_batches_tracked.item() == 3  # uncounted
+    # Eval mode with running statistics is a per-channel affine map: second order too.
+    w = torch.randn(4, dtype=torch.float64, device=device, requires_grad=True)
+    rm, rv = norm.running_mean.clone(), norm.running_var.clone()
+
+    def fn(x, w):
+        return gk.ops.norm_act(x, w, None, "instance", act, running_mean=rm, running_var=rv,
+                               training=False)  # fmt: skip
+
+    x = torch.randn(2, 4, 3, 2, dtype=torch.float64, device=device, requires_grad=True)
+    with gk.use_backend(backend):
+        assert torch.autograd.gradgradcheck(fn, (x, w), fast_mode=backend == "triton")
+
+
 def test_third_order_matches_reference():
     """Higher orders go through the recomputed backward; compare with the reference."""
     x = torch.randn(2, 3, 3, 2, dtype=torch.float64, requires_grad=True)
@@ -384,8 +426,6 @@ def test_from_modules_shares_tensors_and_matches(norm, act):
 
 
 def test_from_modules_refuses_unsupported():
-    with pytest.raises(ValueError, match="track_running_stats=True"):
-        gk.nn.NormAct.from_modules(nn.InstanceNorm2d(3, track_running_stats=True), nn.ReLU())
     with pytest.raises(ValueError, match="momentum=None"):
         gk.nn.NormAct.from_modules(nn.BatchNorm2d(3, momentum=None), nn.ReLU())
     with pytest.raises(ValueError, match="unsupported activation"):
@@ -451,8 +491,6 @@ def test_bad_input():
         gk.ops.norm_act(x, kind="batch", running_mean=torch.zeros(3))
     with pytest.raises(ValueError, match="running_var must be a 1-D tensor of length"):
         gk.ops.norm_act(x, kind="batch", running_mean=torch.zeros(3), running_var=torch.ones(2))
-    with pytest.raises(ValueError, match="not supported with kind='instance'"):
-        gk.ops.norm_act(x, running_mean=torch.zeros(3), running_var=torch.ones(3))
     with pytest.raises(ValueError, match="alpha must be a finite number"):
         gk.ops.norm_act(x, alpha=float("nan"))
     with pytest.raises(TypeError, match="x must be a floating-point tensor"):
@@ -462,8 +500,6 @@ def test_bad_input():
         gk.nn.NormAct(3, kind="group")
     with pytest.raises(ValueError, match="NormAct: unknown act"):
         gk.nn.NormAct(3, act="gelu")
-    with pytest.raises(ValueError, match="track_running_stats=True is not supported"):
-        gk.nn.NormAct(3, "instance", track_running_stats=True)
     with pytest.raises(ValueError, match="momentum=None"):
         gk.nn.NormAct(3, "batch", momentum=None)
     # torch says the same for a batch of one in training mode.

@@ -1,7 +1,9 @@
 """The layers the models are built from, each in two implementations with the same
 parameters, buffers, state_dict keys and random draws at construction:
 
-  fused      gankernels' kernels (bias + activation in one pass, NormAct, our spectral norm)
+  fused      gankernels' layers: our spectral norm, and for each bias + activation and
+             norm + activation the faster of our fused kernel and the plain torch path,
+             measured per shape (gankernels.fusion; `fusion_report(model)` says which)
   reference  plain torch (nn.Conv2d then the activation, nn.BatchNorm2d then the
              activation, torch.nn.utils.parametrizations.spectral_norm)
 
@@ -22,24 +24,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
 
+from ..fusion import FusionChoice
+from ..nn.layer_act import Conv2dAct, ConvTranspose2dAct, LinearAct, activation_, torch_activation
 from ..nn.norm_act import NormAct
 from ..nn.spectral_norm import spectral_norm as fused_spectral_norm
-from ..ops.bias_act import ACTIVATIONS, bias_act
+from ..ops.bias_act import ACTIVATIONS, bias_act_code
+from ..ops.norm_act import norm_act, resolve_alpha
 
-
-def torch_activation(x: torch.Tensor, act: str, alpha: float | None) -> torch.Tensor:
-    """The activations the models use, in plain torch (gain 1)."""
-    if act == "linear":
-        return x
-    if act == "relu":
-        return F.relu(x)
-    if act == "lrelu":
-        return F.leaky_relu(x, 0.2 if alpha is None else alpha)
-    if act == "tanh":
-        return torch.tanh(x)
-    if act == "sigmoid":
-        return torch.sigmoid(x)
-    raise ValueError(f"torch_activation: unsupported act {act!r}")
+_SQRT2 = math.sqrt(2)
 
 
 def _check_act(act: str) -> None:
@@ -47,87 +39,36 @@ def _check_act(act: str) -> None:
         raise ValueError(f"unsupported act {act!r}; the models use linear, relu, lrelu, tanh")
 
 
-class _ActMixin:
-    """The activation after a layer whose bias it adds: one bias_act pass (fused) or the
-    layer's own bias then the torch activation (reference). The bias stays the layer's
-    `bias` parameter either way, so the keys are those of the torch layer."""
+class Activation(FusionChoice, nn.Module):
+    """A parameter-free activation: bias_act without a bias or the torch activation (out
+    of place: the input may be read elsewhere), whichever gankernels.fusion chose; the
+    torch one in the reference build."""
 
-    def _setup_act(self, act: str, alpha: float | None, fused: bool) -> None:
-        _check_act(act)
-        self.act, self.alpha, self.fused = act, alpha, fused
-
-    def _finish(self, y_without_bias: torch.Tensor) -> torch.Tensor:
-        return bias_act(y_without_bias, self.bias, 1, self.act, self.alpha, 1.0)
-
-    def extra_repr(self) -> str:
-        impl = "fused" if self.fused else "reference"
-        return f"{super().extra_repr()}, act={self.act!r}, {impl}"
-
-
-class Conv2dAct(_ActMixin, nn.Conv2d):
-    """act(conv2d(x) + bias): nn.Conv2d's parameters and keys."""
-
-    def __init__(self, *args, act: str = "linear", alpha=None, fused: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._setup_act(act, alpha, fused)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and self.act != "linear" and self.bias is not None:
-            return self._finish(self._conv_forward(x, self.weight, None))
-        return torch_activation(super().forward(x), self.act, self.alpha)
-
-
-class ConvTranspose2dAct(_ActMixin, nn.ConvTranspose2d):
-    """act(conv_transpose2d(x) + bias): nn.ConvTranspose2d's parameters and keys."""
-
-    def __init__(self, *args, act: str = "linear", alpha=None, fused: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._setup_act(act, alpha, fused)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and self.act != "linear" and self.bias is not None:
-            y = F.conv_transpose2d(
-                x,
-                self.weight,
-                None,
-                self.stride,
-                self.padding,
-                self.output_padding,
-                self.groups,
-                self.dilation,
-            )
-            return self._finish(y)
-        return torch_activation(super().forward(x), self.act, self.alpha)
-
-
-class LinearAct(_ActMixin, nn.Linear):
-    """act(x @ W^T + bias): nn.Linear's parameters and keys."""
-
-    def __init__(self, *args, act: str = "linear", alpha=None, fused: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._setup_act(act, alpha, fused)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and self.act != "linear" and self.bias is not None:
-            return self._finish(F.linear(x, self.weight))
-        return torch_activation(super().forward(x), self.act, self.alpha)
-
-
-class Activation(nn.Module):
-    """A parameter-free activation: bias_act without a bias (fused) or the torch one."""
+    _fusion_op = "activation"
 
     def __init__(self, act: str, alpha: float | None = None, fused: bool = True):
         super().__init__()
         _check_act(act)
         self.act, self.alpha, self.fused = act, alpha, fused
+        self._alpha = resolve_alpha("Activation", act, alpha)
+
+    def _fusion_config(self) -> str:
+        return f"act {self.act} {self._alpha:g}"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        (x,) = tensors
+        if impl == "fused":
+            return bias_act_code(x, None, 1, ACTIVATIONS[self.act].code, self._alpha, 1.0, -1.0)
+        return torch_activation(x, self.act, self._alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            return bias_act(x, None, 1, self.act, self.alpha, 1.0)
-        return torch_activation(x, self.act, self.alpha)
+        if not self.fused:
+            return torch_activation(x, self.act, self.alpha)
+        return self._fusion_forward(self._fusion_impl(x, [x]), [x])
 
     def extra_repr(self) -> str:
-        return f"act={self.act!r}, {'fused' if self.fused else 'reference'}"
+        impl = self._fusion_repr() if self.fused else "reference"
+        return f"act={self.act!r}, {impl}"
 
 
 class BatchNormAct2d(nn.BatchNorm2d):
@@ -160,13 +101,16 @@ class InstanceNormAct2d(nn.InstanceNorm2d):
         return f"{super().extra_repr()}, act={self.act!r}"
 
 
-class ConditionalNormAct(nn.Module):
+class ConditionalNormAct(FusionChoice, nn.Module):
     """act(norm(x) * (1 + gain(e)) + shift(e)): batch (or instance) norm without its own
     affine, then a per-sample scale and shift computed from the condition embedding e
     (B, embed_dim) by two linear maps: conditional batch norm (de Vries et al. 2017; the
     projection-discriminator paper's G, where e is a class embedding). The condition
     modulates every layer instead of entering once beside z, so it cannot drown z out.
-    `conditional = True` tells the models to call it as m(x, e)."""
+    `conditional = True` tells the models to call it as m(x, e).
+
+    The gankernels build chooses (gankernels.fusion) between our norm kernel with
+    bias_act for the activation, and torch's norm with the activation in place."""
 
     conditional = True
 
@@ -188,17 +132,46 @@ class ConditionalNormAct(nn.Module):
         self.gain_weight = nn.Parameter(torch.zeros(channels, embed_dim))
         self.shift_weight = nn.Parameter(torch.zeros(channels, embed_dim))
         self.kind, self.act, self.alpha, self.fused = kind, act, alpha, fused
+        self._alpha = resolve_alpha("ConditionalNormAct", act, alpha)
+
+    @property
+    def _fusion_op(self) -> str:
+        return f"norm_act {self.kind} conditional"
+
+    def _fusion_config(self) -> str:
+        mode = "train" if self.training else "eval"
+        return f"act {self.act} {self._alpha:g}, embed {self.gain_weight.shape[1]}, {mode}"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        x, e, gain_weight, shift_weight, running_mean, running_var = tensors
+        gain = (1 + F.linear(e, gain_weight)).to(x.dtype)[:, :, None, None]
+        shift = F.linear(e, shift_weight).to(x.dtype)[:, :, None, None]
+        norm = self.norm
+        batch_stats = norm.training or running_mean is None
+        if impl == "fused":
+            h = norm_act(
+                x, None, None, self.kind, "linear", None, norm.eps, running_mean, running_var,
+                norm.momentum, norm.training,
+            )  # fmt: skip
+            h = torch.addcmul(shift, h, gain)
+            return bias_act_code(h, None, 1, ACTIVATIONS[self.act].code, self._alpha, 1.0, -1.0)
+        f = F.instance_norm if self.kind == "instance" else F.batch_norm
+        h = f(x, running_mean, running_var, None, None, batch_stats, norm.momentum, norm.eps)
+        return activation_(torch.addcmul(shift, h, gain), self.act, self._alpha)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        gain = (1 + F.linear(e, self.gain_weight)).to(x.dtype)[:, :, None, None]
-        shift = F.linear(e, self.shift_weight).to(x.dtype)[:, :, None, None]
-        h = torch.addcmul(shift, self.norm(x), gain)
-        if self.fused:
-            return bias_act(h, None, 1, self.act, self.alpha, 1.0)
-        return torch_activation(h, self.act, self.alpha)
+        if not self.fused:
+            gain = (1 + F.linear(e, self.gain_weight)).to(x.dtype)[:, :, None, None]
+            shift = F.linear(e, self.shift_weight).to(x.dtype)[:, :, None, None]
+            return torch_activation(torch.addcmul(shift, self.norm(x), gain), self.act, self.alpha)
+        norm = self.norm
+        if norm.training and norm.track_running_stats and self.kind == "batch":
+            norm.num_batches_tracked.add_(1)
+        tensors = [x, e, self.gain_weight, self.shift_weight, norm.running_mean, norm.running_var]
+        return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
 
     def extra_repr(self) -> str:
-        impl = "fused" if self.fused else "reference"
+        impl = self._fusion_repr() if self.fused else "reference"
         return f"kind={self.kind!r}, act={self.act!r}, {impl}"
 
 
@@ -211,16 +184,32 @@ def run_layers(layers: nn.Module, x: torch.Tensor, e: torch.Tensor | None) -> to
 
 # ---------------------------------------------------------------------------------------
 # StyleGAN2's layers: equalised learning rate (weights stored N(0, 1) / lr_multiplier,
-# scaled at run time) and activations with gain sqrt(2) for lrelu.
+# scaled at run time) and activations with gain sqrt(2) for lrelu. In the gankernels
+# build each chooses (gankernels.fusion) between bias_act and torch's layer with its bias
+# and the activation in place; relu and lrelu are positively homogeneous, so there the
+# gain is folded into the weight and bias (one scaling of the small weight instead of a
+# pass over the output).
 
 
 def _gain(act: str) -> float:
     return ACTIVATIONS[act].gain  # sqrt(2) for relu and lrelu, 1 for linear
 
 
-class EqualizedLinear(nn.Module):
+def _torch_bias_act(layer, x, w, b, act: str) -> torch.Tensor:
+    """act(layer(x, w, b)) * gain, torch's way, on the fresh output of layer."""
+    gain = _gain(act)
+    if gain != 1.0 and act in ("relu", "lrelu"):
+        w, b = w * gain, None if b is None else b * gain
+        gain = 1.0
+    y = activation_(layer(x, w, b), act, 0.2)
+    return y if gain == 1.0 else y * gain
+
+
+class EqualizedLinear(FusionChoice, nn.Module):
     """act(x @ (W * gain)^T + b * lr_multiplier) * act_gain, StyleGAN2's FullyConnected:
     lr_multiplier < 1 slows the mapping network's learning rate."""
+
+    _fusion_op = "linear+bias_act"
 
     def __init__(
         self,
@@ -238,20 +227,36 @@ class EqualizedLinear(nn.Module):
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.lr_multiplier, self.act, self.fused = lr_multiplier, act, fused
 
+    def _fusion_config(self) -> str:
+        return f"weight {tuple(self.weight.shape)}, act {self.act} gain {_gain(self.act):g}"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        x, weight, bias = tensors
+        w, b = weight * self.weight_gain, bias * self.lr_multiplier
+        if impl == "fused":
+            spec = ACTIVATIONS[self.act]
+            y = F.linear(x, w)
+            return bias_act_code(y, b.to(y.dtype), 1, spec.code, spec.alpha or 0.0, spec.gain, -1.0)
+        return _torch_bias_act(F.linear, x, w, b, self.act)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, b = self.weight * self.weight_gain, self.bias * self.lr_multiplier
-        if self.fused:
-            return bias_act(F.linear(x, w), b, 1, self.act)
-        return torch_activation(F.linear(x, w, b), self.act, None) * _gain(self.act)
+        if not self.fused:
+            w, b = self.weight * self.weight_gain, self.bias * self.lr_multiplier
+            return torch_activation(F.linear(x, w, b), self.act, None) * _gain(self.act)
+        tensors = [x, self.weight, self.bias]
+        return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
 
     def extra_repr(self) -> str:
         out, inp = self.weight.shape
-        return f"{inp}, {out}, act={self.act!r}, lr_multiplier={self.lr_multiplier}"
+        impl = self._fusion_repr() if self.fused else "reference"
+        return f"{inp}, {out}, act={self.act!r}, lr_multiplier={self.lr_multiplier}, {impl}"
 
 
-class EqualizedConv2d(nn.Module):
+class EqualizedConv2d(FusionChoice, nn.Module):
     """act(conv2d(x, W * gain, padding=k // 2) + b) * act_gain; bias=False for the
     linear skip convolutions."""
+
+    _fusion_op = "conv2d+bias_act"
 
     def __init__(
         self,
@@ -270,22 +275,48 @@ class EqualizedConv2d(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.padding, self.act, self.fused = kernel_size // 2, act, fused
 
+    def _fusion_applies(self) -> bool:
+        return self.fused and (self.bias is not None or self.act != "linear")
+
+    def _conv(self, x, w, b=None):
+        return F.conv2d(x, w, b, padding=self.padding)
+
+    def _fusion_config(self) -> str:
+        return f"weight {tuple(self.weight.shape)}, act {self.act} gain {_gain(self.act):g}"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        x, weight, bias = tensors
+        w = weight * self.weight_gain
+        if impl == "fused":
+            spec = ACTIVATIONS[self.act]
+            y = self._conv(x, w)
+            b = None if bias is None else bias.to(y.dtype)
+            return bias_act_code(y, b, 1, spec.code, spec.alpha or 0.0, spec.gain, -1.0)
+        return _torch_bias_act(self._conv, x, w, bias, self.act)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        if self.fused and (self.bias is not None or self.act != "linear"):
-            return bias_act(F.conv2d(x, w, padding=self.padding), self.bias, 1, self.act)
-        y = F.conv2d(x, w, self.bias, padding=self.padding)
-        return torch_activation(y, self.act, None) * _gain(self.act)
+        if not self.fused:
+            y = self._conv(x, self.weight * self.weight_gain, self.bias)
+            return torch_activation(y, self.act, None) * _gain(self.act)
+        if not self._fusion_applies():  # nothing to fuse
+            return self._conv(x, self.weight * self.weight_gain)
+        tensors = [x, self.weight, self.bias]
+        return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
 
     def extra_repr(self) -> str:
         out, inp, k, _ = self.weight.shape
-        return f"{inp}, {out}, kernel_size={k}, act={self.act!r}, bias={self.bias is not None}"
+        impl = self._fusion_repr() if self.fused else "reference"
+        return (
+            f"{inp}, {out}, kernel_size={k}, act={self.act!r}, bias={self.bias is not None}, {impl}"
+        )
 
 
-class NoiseBiasAct(nn.Module):
+class NoiseBiasAct(FusionChoice, nn.Module):
     """StyleGAN2's tail of a synthesis layer: x + strength * noise, then the bias and
     lrelu * sqrt(2). Noise is one N(0, 1) map per sample, broadcast over the channels;
     `noise_strength` starts at 0 and is learned."""
+
+    _fusion_op = "bias_act"
 
     def __init__(self, channels: int, fused: bool = True):
         super().__init__()
@@ -293,29 +324,61 @@ class NoiseBiasAct(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.fused = fused
 
+    def _fusion_config(self) -> str:
+        return "act lrelu 0.2 gain 1.41"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        x, bias = tensors
+        if impl == "fused":
+            return bias_act_code(
+                x, bias.to(x.dtype), 1, ACTIVATIONS["lrelu"].code, 0.2, _SQRT2, -1.0
+            )
+        # lrelu(z) * g = lrelu(z * g) for g > 0: one new tensor, then in place.
+        y = torch.add(x, bias.to(x.dtype)[:, None, None], alpha=1.0).mul_(_SQRT2)
+        return F.leaky_relu_(y, 0.2)
+
     def forward(self, x: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
         if noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device)
             x = x + noise.to(x.dtype) * self.noise_strength
         elif noise_mode != "none":
             raise ValueError(f"noise_mode must be 'random' or 'none', got {noise_mode!r}")
-        if self.fused:
-            return bias_act(x, self.bias, 1, "lrelu")
-        return F.leaky_relu(x + self.bias[:, None, None], 0.2) * math.sqrt(2)
+        if not self.fused:
+            return F.leaky_relu(x + self.bias[:, None, None], 0.2) * math.sqrt(2)
+        tensors = [x, self.bias]
+        return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
+
+    def extra_repr(self) -> str:
+        return self._fusion_repr() if self.fused else "reference"
 
 
-class AddBias(nn.Module):
+class AddBias(FusionChoice, nn.Module):
     """x + bias per channel (StyleGAN2's toRGB output): bias_act 'linear' or torch."""
+
+    _fusion_op = "bias_act"
 
     def __init__(self, channels: int, fused: bool = True):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
         self.fused = fused
 
+    def _fusion_config(self) -> str:
+        return "act linear"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        x, bias = tensors
+        if impl == "fused":
+            return bias_act_code(x, bias.to(x.dtype), 1, 0, 0.0, 1.0, -1.0)
+        return x + bias.view(1, -1, *[1] * (x.dim() - 2)).to(x.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            return bias_act(x, self.bias, 1, "linear")
-        return x + self.bias.view(1, -1, *[1] * (x.dim() - 2))
+        if not self.fused:
+            return x + self.bias.view(1, -1, *[1] * (x.dim() - 2))
+        tensors = [x, self.bias]
+        return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
+
+    def extra_repr(self) -> str:
+        return self._fusion_repr() if self.fused else "reference"
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,6 +3,15 @@
 from . import utils
 from .bias_act import BiasAct, FusedLeakyReLU
 from .conv_block import ConvBlock, EqualizedWeight
+from .layer_act import (
+    Conv1dAct,
+    Conv2dAct,
+    Conv3dAct,
+    ConvTranspose1dAct,
+    ConvTranspose2dAct,
+    ConvTranspose3dAct,
+    LinearAct,
+)
 from .minibatch_stddev import MinibatchStdDev
 from .modulated_conv import ModulatedConv2d
 from .norm_act import NormAct
@@ -15,6 +24,13 @@ __all__ = [
     "FusedLeakyReLU",
     "ConvBlock",
     "EqualizedWeight",
+    "Conv1dAct",
+    "Conv2dAct",
+    "Conv3dAct",
+    "ConvTranspose1dAct",
+    "ConvTranspose2dAct",
+    "ConvTranspose3dAct",
+    "LinearAct",
     "NormAct",
     "MinibatchStdDev",
     "ModulatedConv2d",

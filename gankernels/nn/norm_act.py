@@ -5,12 +5,15 @@ the torch norm module it replaces."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from ..fusion import FusionChoice
 from ..ops.bias_act import SELU_ALPHA
 from ..ops.norm_act import KINDS, norm_act, resolve_alpha
+from .layer_act import activation_
 
 
 def _activation_of(module) -> tuple[str, float | None]:
@@ -41,13 +44,16 @@ def _activation_of(module) -> tuple[str, float | None]:
     )
 
 
-class NormAct(nn.Module):
+class NormAct(FusionChoice, nn.Module):
     """act(norm(x) * weight + bias) with norm an instance or batch norm; no gain.
 
     NormAct(C, 'instance', 'lrelu', 0.2) equals nn.InstanceNorm2d(C, affine=True) followed
     by nn.LeakyReLU(0.2); NormAct(C, 'batch', 'relu') equals nn.BatchNorm2d(C) followed by
-    nn.ReLU() (running statistics, num_batches_tracked and train/eval as torch). Works on
-    (N, C, *spatial) input (and (N, C) for batch norm) in any dim count."""
+    nn.ReLU() (running statistics, num_batches_tracked and train/eval as torch). Instance
+    norm with track_running_stats=True keeps running statistics as torch's does (updated
+    with the batch average of the per-sample ones, used in eval mode). Works on
+    (N, C, *spatial) input (and (N, C) for batch norm) in any dim count. Each call runs
+    our kernel or torch's norm then the activation, whichever gankernels.fusion chose."""
 
     def __init__(
         self,
@@ -70,10 +76,6 @@ class NormAct(nn.Module):
         self.alpha = resolve_alpha("NormAct", act, alpha)  # checks act too
         if track_running_stats is None:
             track_running_stats = kind == "batch"
-        if kind == "instance" and track_running_stats:
-            raise ValueError(
-                "NormAct: track_running_stats=True is not supported with kind='instance'"
-            )
         if momentum is None:
             raise ValueError(
                 "NormAct: momentum=None (a cumulative moving average) is not supported; "
@@ -113,21 +115,41 @@ class NormAct(nn.Module):
             self.num_batches_tracked.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-        return norm_act(
-            x,
-            self.weight,
-            self.bias,
-            kind=self.kind,
-            act=self.act,
-            alpha=self.alpha,
-            eps=self.eps,
-            running_mean=self.running_mean,
-            running_var=self.running_var,
-            momentum=self.momentum,
-            training=self.training,
-        )
+        if self.training and self.track_running_stats and self.kind == "batch":
+            self.num_batches_tracked.add_(1)  # torch's instance norm does not count
+        tensors = [x, self.weight, self.bias, self.running_mean, self.running_var]
+        return self._fusion_forward(self._fusion_impl(x, tensors), tensors)
+
+    # Two implementations (gankernels.fusion): our kernel, or torch's norm and then the
+    # activation in place on its fresh output.
+
+    @property
+    def _fusion_op(self) -> str:
+        return f"norm_act {self.kind}"
+
+    def _fusion_config(self) -> str:
+        stats = "running stats" if self.track_running_stats else "batch stats"
+        mode = "train" if self.training else "eval"
+        return f"act {self.act} {self.alpha:g}, affine {self.affine}, {stats}, {mode}"
+
+    def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
+        x, weight, bias, running_mean, running_var = tensors
+        if impl == "fused":
+            return norm_act(
+                x, weight, bias, kind=self.kind, act=self.act, alpha=self.alpha, eps=self.eps,
+                running_mean=running_mean, running_var=running_var, momentum=self.momentum,
+                training=self.training,
+            )  # fmt: skip
+        batch_stats = self.training or running_mean is None
+        if self.kind == "instance":
+            y = F.instance_norm(
+                x, running_mean, running_var, weight, bias, batch_stats, self.momentum, self.eps
+            )
+        else:
+            y = F.batch_norm(
+                x, running_mean, running_var, weight, bias, batch_stats, self.momentum, self.eps
+            )
+        return activation_(y, self.act, self.alpha)
 
     @classmethod
     def from_modules(cls, norm: nn.Module, act: nn.Module | None = None) -> NormAct:
@@ -142,11 +164,6 @@ class NormAct(nn.Module):
             )
         if isinstance(norm, _InstanceNorm):
             kind = "instance"
-            if norm.track_running_stats:
-                raise ValueError(
-                    "NormAct.from_modules: InstanceNorm with track_running_stats=True is not "
-                    "supported"
-                )
         elif isinstance(norm, _BatchNorm):
             kind = "batch"
         else:
@@ -186,4 +203,4 @@ class NormAct(nn.Module):
             parts.append(f"alpha={self.alpha}")
         parts += [f"eps={self.eps}", f"momentum={self.momentum}", f"affine={self.affine}"]
         parts.append(f"track_running_stats={self.track_running_stats}")
-        return ", ".join(parts)
+        return ", ".join([*parts, self._fusion_repr()])

@@ -1,8 +1,21 @@
-"""Memory layouts the kernels take as they are: contiguous and channels_last."""
+"""Memory layouts the kernels take as they are: contiguous and channels_last; and a
+profiler label for kernels called outside the dispatcher."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+_profiling = torch._C._autograd._profiler_enabled
+
+
+def profiled(name: str):
+    """torch.profiler sees the dispatcher's ops only; kernels called directly (the eager
+    twins of the ops) get a labelled range, while a profiler runs (a cheap check else)."""
+    if _profiling():
+        return torch.profiler.record_function(name)
+    return contextlib.nullcontext()
 
 
 def is_channels_last(x: torch.Tensor) -> bool:

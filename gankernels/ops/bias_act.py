@@ -32,7 +32,7 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense
+from ._layout import dense, profiled
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -173,6 +173,14 @@ def reference_bias_act_grad(dy, s, b, C, inner, act, alpha, gain, clamp, order, 
 
 
 _KERNELS = ("bias_act_forward", "bias_act_grad")
+# Activations whose derivative is piecewise constant (linear, relu, lrelu; a clamp's mask
+# too): the second-order term d(act'(z))/ds is zero, so double backward returns None for
+# s instead of a tensor of zeros. That saves the order-2 pass, and in a gradient penalty
+# it keeps autograd from running the whole forward graph's backward on zeros (the
+# penalised forward's output is not in the loss; only its input gradient is).
+PIECEWISE_LINEAR = frozenset(
+    a.code for a in ACTIVATIONS.values() if a.name in ("linear", "relu", "lrelu")
+)
 
 
 @functools.cache
@@ -286,11 +294,11 @@ def _grad_backward(ctx, h):
     if ctx.order != 1:
         raise RuntimeError("bias_act: gradients beyond the second order are not supported")
     dy, s, b = ctx.saved_tensors
-    dim = ctx.args[0]
+    dim, act = ctx.args[0], ctx.args[1]
     grad_dy = grad_s = grad_b = None
     if ctx.needs_input_grad[0]:
         grad_dy = bias_act_grad(h, s, b, *ctx.args, 1, ctx.s_is_y)
-    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+    if (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and act not in PIECEWISE_LINEAR:
         grad_s = bias_act_grad(h * dy, s, b, *ctx.args, 2, ctx.s_is_y)
         if b is not None and ctx.needs_input_grad[2]:
             grad_b = _sum_but(grad_s, dim, b)  # b is only given with s = x: z = x + b
@@ -299,6 +307,99 @@ def _grad_backward(ctx, h):
 
 bias_act_forward.register_autograd(_forward_backward, setup_context=_forward_setup)
 bias_act_grad.register_autograd(_grad_backward, setup_context=_grad_setup)
+
+
+# ---------------------------------------------------------------------------------------
+# Eager twins of the two ops: the same kernels and the same gradients, called through
+# autograd Functions instead of the torch.library dispatch, which costs several times a
+# small kernel (tens of microseconds a call). torch.compile traces the ops above.
+
+
+def _run_forward(x, b, dim, act, alpha, gain, clamp, backend):
+    x = dense(x)
+    kernel = _kernels(backend)["bias_act_forward"]
+    with profiled("gankernels::bias_act_forward"):
+        return kernel(x, _bias(b), x.shape[dim], x.stride(dim), act, alpha, gain, clamp)
+
+
+def _run_grad(dy, s, b, dim, act, alpha, gain, clamp, order, s_is_y, backend):
+    s = dense(s)
+    kernel = _kernels(backend)["bias_act_grad"]
+    with profiled("gankernels::bias_act_grad"):
+        return kernel(
+            _like(dy, s), s, _bias(b), s.shape[dim], s.stride(dim), act, alpha, gain, clamp,
+            order, s_is_y,
+        )  # fmt: skip
+
+
+class _BiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, dim, act, alpha, gain, clamp, backend):
+        y = _run_forward(x, b, dim, act, alpha, gain, clamp, backend)
+        ctx.args = (dim, act, alpha, gain, clamp)
+        ctx.s_is_y, ctx.backend = CODES[act].saves_y, backend  # autograd threads do not
+        ctx.save_for_backward(y if ctx.s_is_y else x, b)  # see `use_backend`
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        s, b = ctx.saved_tensors
+        b_for_s = None if ctx.s_is_y else b
+        if torch.is_grad_enabled():  # create_graph: a differentiable gradient
+            dx = _BiasActGrad.apply(dy, s, b_for_s, *ctx.args, 1, ctx.s_is_y, ctx.backend)
+        else:
+            dx = _run_grad(dy, s, b_for_s, *ctx.args, 1, ctx.s_is_y, ctx.backend)
+        db = _sum_but(dx, ctx.args[0], b) if b is not None and ctx.needs_input_grad[1] else None
+        return dx, db, None, None, None, None, None, None
+
+
+class _BiasActGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dy, s, b, dim, act, alpha, gain, clamp, order, s_is_y, backend):
+        ctx.args, ctx.order, ctx.s_is_y, ctx.backend = (
+            (dim, act, alpha, gain, clamp),
+            order,
+            s_is_y,
+            backend,
+        )
+        ctx.save_for_backward(dy, s, b)
+        return _run_grad(dy, s, b, dim, act, alpha, gain, clamp, order, s_is_y, backend)
+
+    @staticmethod
+    def backward(ctx, h):
+        if ctx.order != 1:
+            raise RuntimeError("bias_act: gradients beyond the second order are not supported")
+        dy, s, b = ctx.saved_tensors
+        dim, act = ctx.args[0], ctx.args[1]
+        tail = (1, ctx.s_is_y, ctx.backend)
+        grad_dy = grad_s = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_dy = _BiasActGrad.apply(h, s, b, *ctx.args, *tail)
+        if (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and act not in PIECEWISE_LINEAR:
+            grad_s = _BiasActGrad.apply(h * dy, s, b, *ctx.args, 2, ctx.s_is_y, ctx.backend)
+            if b is not None and ctx.needs_input_grad[2]:
+                grad_b = _sum_but(grad_s, dim, b)
+        return grad_dy, grad_s, grad_b, None, None, None, None, None, None, None, None
+
+
+def eager(x: torch.Tensor) -> bool:
+    """Whether the eager twins may run: not while torch.compile traces, and only on real
+    tensors (not fake or meta tensors, not tensor subclasses)."""
+    if torch.compiler.is_compiling():
+        return False
+    return (type(x) is torch.Tensor or type(x) is torch.nn.Parameter) and x.device.type != "meta"
+
+
+def bias_act_code(x, b, dim, act: int, alpha: float, gain: float, clamp: float):
+    """bias_act with checked arguments: dim in [0, x.dim()), act a code, alpha, gain and
+    clamp floats (clamp < 0: none), b None or a (C,) tensor of x's dtype. The layers that
+    validated their arguments once call this."""
+    if not eager(x):
+        return bias_act_forward(x, b, dim, act, alpha, gain, clamp)
+    backend = _backend.resolve(x.device)
+    if torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)):
+        return _BiasAct.apply(x, b, dim, act, alpha, gain, clamp, backend)
+    return _run_forward(x, b, dim, act, alpha, gain, clamp, backend)
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,7 +448,7 @@ def bias_act(
         if b.device != x.device:
             raise ValueError(f"bias_act: b is on {b.device} but x is on {x.device}")
         b = b.to(x.dtype)
-    return bias_act_forward(x, b, dim, spec.code, alpha, gain, clamp)
+    return bias_act_code(x, b, dim, spec.code, alpha, gain, clamp)
 
 
 def _what(v) -> str:

@@ -40,8 +40,8 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense
-from .bias_act import ACTIVATIONS, CODES, SELU_SCALE, _act
+from ._layout import dense, profiled
+from .bias_act import ACTIVATIONS, CODES, SELU_SCALE, _act, eager
 
 KINDS = ("instance", "batch")
 
@@ -328,6 +328,43 @@ norm_act_forward.register_autograd(_forward_backward, setup_context=_forward_set
 norm_act_backward.register_autograd(_backward_backward, setup_context=_backward_setup)
 
 
+class _NormAct(torch.autograd.Function):
+    """The eager twin of norm_act_forward: the same kernels through an autograd Function
+    (the torch.library dispatch costs more than the kernels on small layers). Its
+    differentiable backward (create_graph) is the op's, which has second order."""
+
+    @staticmethod
+    def forward(
+        ctx, x, mean, rstd, weight, bias, per_sample, act, alpha, batch_stats, eps, backend
+    ):
+        x = dense(x)
+        ctx.args, ctx.backend = (per_sample, act, alpha, batch_stats, eps), backend
+        ctx.save_for_backward(x, mean, rstd, weight, bias)
+        kernel = _kernels(backend)["norm_act_forward"]
+        with profiled("gankernels::norm_act_forward"):
+            return kernel(x, mean, rstd, weight, bias, per_sample, act, alpha)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, mean, rstd, weight, bias = ctx.saved_tensors
+        per_sample = ctx.args[0]
+        if torch.is_grad_enabled():
+            dx, sum_g, sum_gxhat = norm_act_backward(dy, x, mean, rstd, weight, bias, *ctx.args)
+        else:
+            kernel = _kernels(ctx.backend)["norm_act_backward"]
+            with profiled("gankernels::norm_act_backward"):
+                dx, sum_g, sum_gxhat = kernel(
+                    _like(dy, x), x, mean, rstd, weight, bias, *ctx.args[:4]
+                )
+        C = x.shape[1]
+        dweight = dbias = None
+        if weight is not None and ctx.needs_input_grad[3]:
+            dweight = _per_channel(sum_gxhat, C, per_sample).to(weight.dtype)
+        if bias is not None and ctx.needs_input_grad[4]:
+            dbias = _per_channel(sum_g, C, per_sample).to(bias.dtype)
+        return dx, None, None, dweight, dbias, None, None, None, None, None, None
+
+
 # ---------------------------------------------------------------------------------------
 # Public op.
 
@@ -398,11 +435,6 @@ def norm_act(
     if (running_mean is None) != (running_var is None):
         raise ValueError("norm_act: give both running_mean and running_var, or neither")
     if running_mean is not None:
-        if per_sample:
-            raise ValueError(
-                "norm_act: running_mean/running_var are not supported with kind='instance' "
-                "(InstanceNorm with track_running_stats=True)"
-            )
         _check_channel_tensor("running_mean", running_mean, C, x)
         _check_channel_tensor("running_var", running_var, C, x)
     if momentum is None:
@@ -416,6 +448,8 @@ def norm_act(
 
     acc = _acc_dtype(x.dtype)
     batch_stats = training or running_mean is None
+    fast = eager(x)
+    backend = _backend.resolve(x.device) if fast else None
     if batch_stats:
         per_group = x.numel() // _groups(x, per_sample)
         if per_group <= 1:
@@ -425,21 +459,41 @@ def norm_act(
                 f"{x.size()} (kind={kind!r})"
             )
         # The statistics enter the gradient through norm_act_backward's dx formula.
-        mean, var = norm_act_stats(x.detach(), per_sample)
+        if fast:
+            with profiled("gankernels::norm_act_stats"):
+                mean, var = _kernels(backend)["norm_act_stats"](dense(x.detach()), per_sample)
+        else:
+            mean, var = norm_act_stats(x.detach(), per_sample)
         rstd = torch.rsqrt(var + eps)
         if training and running_mean is not None:
-            with torch.no_grad():
-                unbiased = var * (per_group / (per_group - 1))
-                running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-                running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+            _update_running(running_mean, running_var, mean, var, per_group, momentum, C)
     else:
+        # Running statistics are per channel for both kinds: instance norm in eval mode
+        # with track_running_stats normalises every sample with the same numbers.
         mean = running_mean.detach().to(acc)
         rstd = torch.rsqrt(running_var.detach().to(acc) + eps)
+        per_sample = False
     w = None if weight is None else weight.to(acc)
     b = None if bias is None else bias.to(acc)
-    return norm_act_forward(
-        x, mean, rstd, w, b, per_sample, ACTIVATIONS[act].code, alpha, batch_stats, eps
-    )
+    code = ACTIVATIONS[act].code
+    if not fast:
+        return norm_act_forward(x, mean, rstd, w, b, per_sample, code, alpha, batch_stats, eps)
+    args = (per_sample, code, alpha, batch_stats, eps, backend)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, b)):
+        return _NormAct.apply(x, mean, rstd, w, b, *args)
+    with profiled("gankernels::norm_act_forward"):
+        return _kernels(backend)["norm_act_forward"](dense(x), mean, rstd, w, b, *args[:3])
+
+
+@torch.no_grad()
+def _update_running(running_mean, running_var, mean, var, per_group, momentum, C) -> None:
+    """torch's update: momentum towards the batch mean and the unbiased batch variance; for
+    instance norm, towards their averages over the samples (as F.instance_norm does)."""
+    unbiased = var * (per_group / (per_group - 1))
+    if mean.numel() != C:  # per sample: (N * C,) -> (C,)
+        mean, unbiased = mean.view(-1, C).mean(0), unbiased.view(-1, C).mean(0)
+    running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+    running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
 
 
 def _what(v) -> str:

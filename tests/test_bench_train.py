@@ -1,0 +1,59 @@
+"""`gankernels bench --train`: repeated runs with the worst gk / torch ratio and CPU-time
+rates, and `--profile`'s tables, on a tiny DCGAN + WGAN-GP (digits, --quick)."""
+
+import csv
+import json
+
+import pytest
+
+from gankernels import benchmark_train
+from gankernels.cli import main
+
+pytest.importorskip("sklearn", reason="the quick runs use sklearn's digits")
+
+
+def test_repeat_reports_medians_worst_ratio_and_cpu_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results"
+    args = ["bench", "--train", "--quick", "--no-compile", "--cases", "dcgan_wgan_gp"]
+    args += ["--repeat", "2", "--intervals", "1", "--interval", "2", "--out", str(out)]
+    assert main(args) == 0
+    (results,) = out.glob("train_cpu_quick_*.json")
+    doc = json.loads(results.read_text())
+    rows = doc["rows"]
+    assert sorted((r["provider"], r["run"]) for r in rows) == [
+        ("gk", 0), ("gk", 1), ("torch", 0), ("torch", 1)
+    ]  # fmt: skip
+    assert all(r["status"] == "ok" and r["cpu_images_per_s"] > 0 for r in rows)
+    assert all(r["load_before"] is not None for r in rows) and doc["meta"]["repeat"] == 2
+    table = capsys.readouterr().out
+    assert "| worst gk / torch | gk / torch, CPU time |" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("| dcgan_wgan_gp"))
+    assert line.count("x |") == 3, line  # gk / torch, worst, CPU time
+
+
+def test_profile_writes_tables_and_a_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results"
+    args = ["bench", "--train", "--quick", "--cases", "dcgan_wgan_gp", "--profile"]
+    assert main(args + ["--profile-steps", "1", "--out", str(out)]) == 0
+    (folder,) = out.glob("profile_cpu_*")
+    for provider in ("torch", "gk"):
+        text = (folder / f"dcgan_wgan_gp_{provider}.txt").read_text()
+        assert "aten::convolution_backward" in text and "OMP_NUM_THREADS" in text
+    with open(folder / "profile.csv") as f:
+        rows = list(csv.DictReader(f))
+    names = {r["name"] for r in rows if r["provider"] == "gk"}
+    assert "gankernels.d_step" in names and any(n.startswith("gankernels::") for n in names)
+    summary = (folder / "summary.md").read_text()
+    assert "| dcgan_wgan_gp | gk |" in summary and "| gankernels |" in summary
+
+
+def test_categories():
+    assert benchmark_train._category("gankernels::bias_act_grad") == "gankernels"
+    assert benchmark_train._category("autograd::engine::evaluate_function: _BiasActBackward") == (
+        "gankernels"
+    )
+    assert benchmark_train._category("aten::mkldnn_convolution") == "conv and matmul"
+    assert benchmark_train._category("aten::native_batch_norm") == "torch norm and activation"
+    assert benchmark_train._category("aten::copy_") == "other"
