@@ -26,7 +26,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from gankernels import _backend  # noqa: E402
-from gankernels import benchmark as gkb  # noqa: E402
+from gankernels.bench import core as gkb  # noqa: E402
 
 
 def _config() -> tuple[gkb.Config | None, str]:

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from gankernels.benchmark_train import CASE_DATA, TRAIN_CASES, provider_config
+from gankernels.bench.train import CASE_DATA, TRAIN_CASES, provider_config
 from gankernels.data import DatasetNotInstalled, load_dataset
 from gankernels.train import TrainConfig, train
 

@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, devices and which backends are available (and why not)")
     bench = sub.add_parser("bench", help="benchmark the kernels against PyTorch and torch.compile")
-    from . import benchmark
+    from . import bench as bench_cli
 
-    benchmark.add_arguments(bench)
-    modules = {"bench": benchmark}
+    bench_cli.add_arguments(bench)
+    modules = {"bench": bench_cli}
     for name, module_name, summary in COMMANDS:
         module = importlib.import_module(f"gankernels.{module_name}")
         command = sub.add_parser(

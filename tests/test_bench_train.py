@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gankernels import benchmark_train
+from gankernels.bench import train as bench_train
 from gankernels.cli import main
 
 pytest.importorskip("sklearn", reason="the quick runs use sklearn's digits")
@@ -50,10 +50,10 @@ def test_profile_writes_tables_and_a_summary(tmp_path, monkeypatch):
 
 
 def test_categories():
-    assert benchmark_train._category("gankernels::bias_act_grad") == "gankernels"
-    assert benchmark_train._category("autograd::engine::evaluate_function: _BiasActBackward") == (
+    assert bench_train._category("gankernels::bias_act_grad") == "gankernels"
+    assert bench_train._category("autograd::engine::evaluate_function: _BiasActBackward") == (
         "gankernels"
     )
-    assert benchmark_train._category("aten::mkldnn_convolution") == "conv and matmul"
-    assert benchmark_train._category("aten::native_batch_norm") == "torch norm and activation"
-    assert benchmark_train._category("aten::copy_") == "other"
+    assert bench_train._category("aten::mkldnn_convolution") == "conv and matmul"
+    assert bench_train._category("aten::native_batch_norm") == "torch norm and activation"
+    assert bench_train._category("aten::copy_") == "other"

@@ -15,7 +15,16 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from .benchmark import Case, Config, Prepared, _shape_str, compiled, register_op, rel_err
+from .core import (
+    BYTES_COUNTED,
+    Case,
+    Config,
+    Prepared,
+    _shape_str,
+    compiled,
+    register_op,
+    rel_err,
+)
 
 BIAS_ACT_SHAPES = [(32, 256, 32, 32), (8, 512, 64, 64)]
 NORM_ACT_SHAPES = [(16, 256, 64, 64)]
@@ -142,7 +151,7 @@ def torch_minibatch_stddev(x, group_size=4, num_channels=1):
 
 
 def _bias_act_cases(cfg: Config) -> list[Case]:
-    from .ops.bias_act import bias_act
+    from ..ops.bias_act import bias_act
 
     cases = []
     for shape in QUICK["bias_act"] if cfg.quick else BIAS_ACT_SHAPES:
@@ -165,7 +174,7 @@ def _bias_act_cases(cfg: Config) -> list[Case]:
 
 
 def _norm_act_cases(cfg: Config) -> list[Case]:
-    from .ops.norm_act import norm_act
+    from ..ops.norm_act import norm_act
 
     cases = []
     for shape in QUICK["norm_act"] if cfg.quick else NORM_ACT_SHAPES:
@@ -189,7 +198,7 @@ def _norm_act_cases(cfg: Config) -> list[Case]:
 
 
 def _upfirdn_cases(cfg: Config) -> list[Case]:
-    from .ops.upfirdn2d import downsample2d, setup_filter, upsample2d
+    from ..ops.upfirdn2d import downsample2d, setup_filter, upsample2d
 
     cases = []
     for shape in QUICK["upfirdn"] if cfg.quick else UPFIRDN_SHAPES:
@@ -231,7 +240,7 @@ def _upfirdn_cases(cfg: Config) -> list[Case]:
 
 
 def _modconv_cases(cfg: Config) -> list[Case]:
-    from .ops.modulated_conv2d import modconv_weight, modulated_conv2d
+    from ..ops.modulated_conv2d import modconv_weight, modulated_conv2d
 
     cases = []
     for N, cin, cout, H, W in QUICK["modconv"] if cfg.quick else MODCONV_SHAPES:
@@ -274,7 +283,7 @@ def _modconv_cases(cfg: Config) -> list[Case]:
 
 
 def _mbstd_cases(cfg: Config) -> list[Case]:
-    from .ops.minibatch_stddev import minibatch_stddev
+    from ..ops.minibatch_stddev import minibatch_stddev
 
     cases = []
     for shape in QUICK["mbstd"] if cfg.quick else MBSTD_SHAPES:
@@ -296,3 +305,12 @@ def conv_cases(cfg: Config) -> list[Case]:
     for group in (_bias_act_cases, _norm_act_cases, _upfirdn_cases, _modconv_cases, _mbstd_cases):
         cases += group(cfg)
     return cases
+
+
+# What the GB/s column counts.
+BYTES_COUNTED["conv"] = (
+    "bias_lrelu: 5*X (x read, y written; dy and y read, dx written); "
+    "instnorm_lrelu: 8*X (x read twice, y written; two passes reading dy and x, dx "
+    "written); upfirdn_up2_fwd: X read + 4*X written; upfirdn_down2_fwd: X read + X/4 "
+    "written; others: none"
+)

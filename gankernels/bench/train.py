@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from . import fusion
-from .train import TrainConfig, train
+from .. import fusion
+from ..train import TrainConfig, train
+from .core import environment, make_config
 
 # name: (model, loss, what the step runs)
 TRAIN_CASES = {
@@ -164,8 +165,6 @@ def _median_row(rows: list[dict]) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .benchmark import environment, make_config
-
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()] or list(TRAIN_CASES)
     unknown = [c for c in wanted if c not in TRAIN_CASES]
     if unknown:

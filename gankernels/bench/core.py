@@ -1,4 +1,7 @@
-"""Benchmark harness behind `gankernels bench`.
+"""The harness core behind `gankernels bench`: configuration, cases and providers,
+timing, the environment record, running the cases, and the results files (JSON, CSV,
+plot). The families of cases live in their own modules (sn, penalty, conv) and register
+themselves here; this module imports none of them.
 
 Every op registers one function that returns its cases (`register_op`). A case knows how
 to prepare, for one provider, a timed call and a numerical check against a float64 torch
@@ -25,7 +28,6 @@ import argparse
 import contextlib
 import csv
 import datetime as _dt
-import itertools
 import json
 import math
 import os
@@ -41,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import _backend
+from .. import _backend
 
 # ---------------------------------------------------------------------------------------
 # Configuration, cases, providers.
@@ -188,540 +190,15 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-# ---------------------------------------------------------------------------------------
-# Spectral norm.
-
-# The last two are larger than the last-level cache of most CPUs (37.7 and 67.1 MB fp32).
-SN_SHAPES = [
-    (64, 3, 4, 4),
-    (128, 64, 4, 4),
-    (256, 128, 4, 4),
-    (512, 256, 3, 3),
-    (512, 4608),
-    (1024, 1024, 3, 3),
-    (4096, 4096),
-]
-SN_SHAPES_QUICK = [(16, 3, 4, 4), (64, 288)]
-DSTEP_BATCH, DSTEP_BATCH_QUICK = 64, 8
-
-
-def _sn_module(provider: str, weight: torch.Tensor) -> nn.Module:
-    """The parametrization of `provider` for `weight` (training mode)."""
-    if provider.startswith("gk-"):
-        from .nn.spectral_norm import SpectralNorm
-
-        return SpectralNorm(weight.detach(), 1, 0, 1e-12)
-    from torch.nn.utils.parametrizations import _SpectralNorm
-
-    return _SpectralNorm(weight.detach(), 1, 0, 1e-12)
-
-
-def _sn_reference(module: nn.Module, weight: torch.Tensor) -> nn.Module:
-    """A float64 torch parametrization holding the same u, v as `module` right now."""
-    from torch.nn.utils.parametrizations import _SpectralNorm
-
-    ref = _SpectralNorm(weight.detach().double(), 1, 0, 1e-12)
-    with torch.no_grad():
-        ref._u.copy_(module._u)
-        ref._v.copy_(module._v)
-    return ref
-
-
-def _prepare_sn_fwd(shape: tuple[int, ...]):
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        numel = math.prod(shape)
-        size = cfg.dtype.itemsize
-        weights = [cfg.randn(*shape) for _ in range(cfg.copies(2 * numel * size))]
-        sn = _sn_module(provider, weights[0])
-
-        def eager(w):
-            return sn(w)
-
-        f = compiled(eager) if provider == "torch.compile" else eager
-        pool = itertools.cycle(weights)
-
-        def fn():
-            with torch.no_grad():
-                return f(next(pool))
-
-        def check() -> float:
-            w = cfg.randn(*shape)
-            ref = _sn_reference(sn, w)
-            with torch.no_grad():
-                out = f(w)
-                expected = ref(w.double())
-            return rel_err(out, expected)
-
-        return Prepared(fn, check)
-
-    return prepare
-
-
-def _prepare_sn_bwd(shape: tuple[int, ...]):
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        numel = math.prod(shape)
-        size = cfg.dtype.itemsize
-        n = cfg.copies(4 * numel * size)
-        weights = [cfg.randn(*shape).requires_grad_() for _ in range(n)]
-        sn = _sn_module(provider, weights[0])
-
-        def eager(w):
-            return sn(w)
-
-        f = compiled(eager) if provider == "torch.compile" else eager
-        # One graph per input set, built once; each timed call runs only the backward.
-        sets = [(f(w), w, cfg.randn(*shape)) for w in weights]
-        pool = itertools.cycle(sets)
-
-        def fn():
-            out, w, grad = next(pool)
-            return torch.autograd.grad(out, w, grad, retain_graph=True)
-
-        def check() -> float:
-            w = cfg.randn(*shape).requires_grad_()
-            ref = _sn_reference(sn, w)
-            grad = cfg.randn(*shape)
-            out = f(w)
-            (gw,) = torch.autograd.grad(out, w, grad)
-            w64 = w.detach().double().requires_grad_()
-            out64 = ref(w64)
-            (gw64,) = torch.autograd.grad(out64, w64, grad.double())
-            return max(rel_err(out, out64), rel_err(gw, gw64))
-
-        return Prepared(fn, check)
-
-    return prepare
-
-
-def make_discriminator(
-    sn: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-) -> nn.Sequential:
-    """The SN-DCGAN discriminator of the `sn_dstep` case for 1x28x28 inputs.
-
-    sn: 'torch' (torch's parametrization), 'gk' (gankernels'), 'none' (plain layers).
-    The same seed is used whatever `sn` is, so all variants start from equal weights.
-    """
-    torch.manual_seed(1234)
-    layers = nn.Sequential(
-        nn.Conv2d(1, 64, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(64, 128, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.Flatten(),
-        nn.Linear(128 * 7 * 7, 1),
-    ).to(device=device, dtype=dtype)
-    if sn != "none":
-        if sn == "gk":
-            from .nn.spectral_norm import spectral_norm
-        else:
-            from torch.nn.utils.parametrizations import spectral_norm
-        for layer in layers:
-            if isinstance(layer, (nn.Conv2d, nn.Linear)):
-                spectral_norm(layer)
-    return layers
-
-
 def _grads(model: nn.Module) -> torch.Tensor:
+    """Every parameter's gradient, flattened into one float64 vector."""
     return torch.cat([p.grad.detach().double().flatten() for p in model.parameters()])
 
 
-def _prepare_sn_dstep(batch: int, forwards: int = 1):
-    """Zero grads, `forwards` D forwards (real, fake) and one backward. Provider 'sn-once':
-    gankernels' SN under gk.nn.utils.spectral_norm_once (one power iteration per step)."""
-
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        gk = provider.startswith("gk-") or provider == "sn-once"
-        sn = "none" if provider == "no-sn" else "gk" if gk else "torch"
-        model = make_discriminator(sn, cfg.device, cfg.dtype)
-        forward = compiled(model) if provider == "torch.compile" else model
-        xs = [cfg.randn(batch, 1, 28, 28) for _ in range(forwards)]
-        if provider == "sn-once":
-            from .nn.spectral_norm import spectral_norm_once
-
-            block = lambda: spectral_norm_once(model)  # noqa: E731
-        else:
-            block = contextlib.nullcontext
-
-        def step(inputs):
-            with block():
-                outs = [forward(x).mean() for x in inputs]
-            return sum(outs[1:], outs[0])
-
-        def fn():
-            model.zero_grad(set_to_none=True)
-            step(xs).backward()
-
-        def check() -> float:
-            ref = make_discriminator("torch", cfg.device, torch.float64)
-            ref.load_state_dict(model.state_dict())
-            x = cfg.randn(batch, 1, 28, 28)
-            # One forward: every provider runs one power iteration, as the reference.
-            loss = step([x])
-            model.zero_grad(set_to_none=True)
-            loss.backward()
-            ref(x.double()).mean().backward()
-            return rel_err(_grads(model), _grads(ref))
-
-        return Prepared(fn, None if provider == "no-sn" else check)
-
-    return prepare
-
-
-@register_op("sn")
-def sn_cases(cfg: Config) -> list[Case]:
-    """Spectral norm: training-mode forward, backward alone, and a whole D step."""
-    size = cfg.dtype.itemsize
-    cases = []
-    shapes = SN_SHAPES_QUICK if cfg.quick else SN_SHAPES
-    for shape in shapes:
-        moved = 3 * math.prod(shape) * size  # the least a training-mode forward moves
-        cases.append(Case("sn", "sn_fwd", _shape_str(shape), _prepare_sn_fwd(shape), moved))
-    for shape in shapes:
-        moved = 4 * math.prod(shape) * size
-        cases.append(
-            Case(
-                "sn", "sn_bwd", _shape_str(shape), _prepare_sn_bwd(shape), moved, retains_graph=True
-            )
-        )
-    batch = DSTEP_BATCH_QUICK if cfg.quick else DSTEP_BATCH
-    cases.append(
-        Case(
-            "sn",
-            "sn_dstep",
-            f"D {batch}x1x28x28",
-            _prepare_sn_dstep(batch),
-            None,
-            extra_providers=("no-sn",),
-            # A step varies more from call to call (allocations, convolutions); the SN share
-            # is a difference of two steps, so it needs more samples.
-            time_scale=4.0,
-            # Whole-network gradients: TF32 convolutions on the GPU in float32.
-            tolerance={torch.float32: 2e-2, torch.bfloat16: 1e-1},
-        )
-    )
-    # A GAN's D step runs D on real and fake images before one backward: torch (and gk
-    # without spectral_norm_once) iterates twice, 'sn-once' once.
-    cases.append(
-        Case(
-            "sn",
-            "sn_dstep2",
-            f"D 2x{batch}x1x28x28",
-            _prepare_sn_dstep(batch, forwards=2),
-            None,
-            extra_providers=("sn-once", "no-sn"),
-            time_scale=4.0,
-            tolerance={torch.float32: 2e-2, torch.bfloat16: 1e-1},
-        )
-    )
-    return cases
-
-
-# ---------------------------------------------------------------------------------------
-# Gradient penalties.
-
-PENALTY_SHAPES = [(64, 1, 28, 28), (64, 3, 64, 64), (32, 3, 256, 256)]
-PENALTY_SHAPES_QUICK = [(8, 1, 28, 28)]
-
-
-def _gp_eager(provider: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The WGAN-GP penalty of a gradient batch, as `provider` computes it."""
-    if provider.startswith("gk-"):
-        from .ops.penalty import gradient_penalty
-
-        return gradient_penalty
-
-    def torch_gp(g):
-        return ((g.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-
-    return torch_gp
-
-
-def _prepare_gp(shape: tuple[int, ...]):
-    """Penalty forward + its gradient with respect to the input gradient batch."""
-
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        size = cfg.dtype.itemsize * math.prod(shape)
-        grads = [cfg.randn(*shape).requires_grad_() for _ in range(cfg.copies(2 * size))]
-        eager = _gp_eager(provider)
-        f = compiled(eager) if provider == "torch.compile" else eager
-        pool = itertools.cycle(grads)
-
-        def fn():
-            g = next(pool)
-            return torch.autograd.grad(f(g), g)
-
-        def check() -> float:
-            g = cfg.randn(*shape).requires_grad_()
-            (dg,) = torch.autograd.grad(f(g), g)
-            ref_g = g.detach().double().requires_grad_()
-            (ref,) = torch.autograd.grad(_gp_eager("torch")(ref_g), ref_g)
-            return max(rel_err(f(g), _gp_eager("torch")(ref_g)), rel_err(dg, ref))
-
-        return Prepared(fn, check)
-
-    return prepare
-
-
-def _prepare_interpolate(shape: tuple[int, ...]):
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        size = cfg.dtype.itemsize * math.prod(shape)
-        n = cfg.copies(3 * size)
-        pairs = [(cfg.randn(*shape), cfg.randn(*shape)) for _ in range(n)]
-        alpha = torch.rand(shape[0], device=cfg.device)
-        if provider.startswith("gk-"):
-            from .ops.penalty import interpolate
-
-            def eager(real, fake):
-                return interpolate(real, fake, alpha)
-        else:
-
-            def eager(real, fake):
-                a = alpha.view(-1, *[1] * (len(shape) - 1)).to(real.dtype)
-                return fake + a * (real - fake)
-
-        f = compiled(eager) if provider == "torch.compile" else eager
-        pool = itertools.cycle(pairs)
-
-        def fn():
-            return f(*next(pool))
-
-        def check() -> float:
-            real, fake = cfg.randn(*shape), cfg.randn(*shape)
-            a = alpha.double().view(-1, *[1] * (len(shape) - 1))
-            return rel_err(f(real, fake), fake.double() + a * (real.double() - fake.double()))
-
-        return Prepared(fn, check)
-
-    return prepare
-
-
-@register_op("penalty")
-def penalty_cases(cfg: Config) -> list[Case]:
-    """WGAN-GP penalty (forward + backward) and the interpolation, against torch eager."""
-    cases = []
-    for shape in PENALTY_SHAPES_QUICK if cfg.quick else PENALTY_SHAPES:
-        # Bytes the fused algorithm must move: read g, then read g and write dg; and
-        # read real, fake, write x_hat.
-        moved = 3 * math.prod(shape) * cfg.dtype.itemsize
-        cases.append(Case("penalty", "gp_fwd_bwd", _shape_str(shape), _prepare_gp(shape), moved))
-        cases.append(
-            Case("penalty", "interpolate", _shape_str(shape), _prepare_interpolate(shape), moved)
-        )
-    return cases + critic_step_cases(cfg)
-
-
-# Whole critic steps: WGAN-GP and R1 on DCGAN critics, gankernels against the plain recipe.
-
-CRITIC_IMAGES = [(1, 28, 28), (3, 64, 64)]
-CRITIC_BATCH, CRITIC_BATCH_QUICK = 64, 8
-
-
-def make_critic(
-    image: tuple[int, int, int], device: torch.device | str = "cpu", dtype=torch.float32
-) -> nn.Sequential:
-    """A DCGAN critic without batch norm (as WGAN-GP asks) for 1x28x28 or 3x64x64 images:
-    stride-2 4x4 convolutions with LeakyReLU, one logit per sample. Seeded: equal weights
-    for every provider."""
-    if image[1:] == (28, 28):
-        return make_discriminator("none", device, dtype)
-    if image[1:] != (64, 64):
-        raise ValueError(f"make_critic: image must be Cx28x28 or Cx64x64, got {image}")
-    torch.manual_seed(1234)
-    widths = [image[0], 64, 128, 256, 512]
-    layers: list[nn.Module] = []
-    for c_in, c_out in itertools.pairwise(widths):
-        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
-    layers += [nn.Conv2d(512, 1, 4, 1, 0), nn.Flatten()]
-    return nn.Sequential(*layers).to(device=device, dtype=dtype)
-
-
-def textbook_wgan_gp(D, real, fake, alpha, weight=10.0):
-    """The WGAN-GP critic loss as public code writes it."""
-    a = alpha.view(-1, *[1] * (real.dim() - 1)).to(real.dtype)
-    x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-    penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-    return D(fake).mean() - D(real).mean() + weight * penalty
-
-
-def textbook_r1(D, real, fake, gamma=10.0):
-    """The non-saturating D loss with R1 on the real batch, as public code writes it."""
-    real = real.detach().requires_grad_(True)
-    logits_real = D(real)
-    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
-    r1 = grad.flatten(1).square().sum(1).mean()
-    loss = nn.functional.softplus(-logits_real).mean() + nn.functional.softplus(D(fake)).mean()
-    return loss + gamma / 2 * r1
-
-
-def gk_r1(D, real, fake, gamma=10.0):
-    from .regularizers import r1_penalty_from
-
-    real = real.detach().requires_grad_(True)
-    logits_real = D(real)
-    loss = nn.functional.softplus(-logits_real).mean() + nn.functional.softplus(D(fake)).mean()
-    return loss + r1_penalty_from(logits_real, real, gamma)
-
-
-def _unpenalised(kind: str):
-    def loss(D, real, fake):
-        if kind == "wgan_gp":
-            return D(fake).mean() - D(real).mean()
-        softplus = nn.functional.softplus
-        return softplus(-D(real)).mean() + softplus(D(fake)).mean()
-
-    return loss
-
-
-def _prepare_critic_step(kind: str, image: tuple[int, int, int], batch: int):
-    """One critic step (zero grads, loss, backward) of `kind` ('wgan_gp' or 'r1').
-
-    Providers: 'torch' the textbook recipe; 'torch.compile' the same with D compiled;
-    gk-<backend> gankernels' helpers (three D forwards); 'passes=2' / 'passes=1' the
-    batched WGAN-GP variants; 'no-penalty' the same loss without the penalty (the
-    penalty's overhead is the ratio of the two)."""
-
-    def prepare(provider: str, cfg: Config) -> Prepared:
-        from .regularizers import wgan_gp_critic_loss
-
-        model = make_critic(image, cfg.device, cfg.dtype)
-        D = compiled(model) if provider == "torch.compile" else model
-        real, fake = cfg.randn(batch, *image), cfg.randn(batch, *image)
-        gen = torch.Generator(cfg.device)
-
-        def loss_of(D, real, fake, seed):
-            gen.manual_seed(seed)
-            if provider == "no-penalty":
-                return _unpenalised(kind)(D, real, fake)
-            if kind == "r1":
-                return (gk_r1 if provider.startswith("gk-") else textbook_r1)(D, real, fake)
-            if provider in ("torch", "torch.compile"):
-                alpha = torch.rand(batch, generator=gen, device=cfg.device)
-                return textbook_wgan_gp(D, real, fake, alpha)
-            passes = int(provider.split("=")[1]) if provider.startswith("passes=") else 3
-            return wgan_gp_critic_loss(D, real, fake, passes=passes, generator=gen).loss
-
-        def fn():
-            model.zero_grad(set_to_none=True)
-            loss_of(D, real, fake, 0).backward()
-
-        def check() -> float:
-            fn()
-            ref = make_critic(image, cfg.device, torch.float64)
-            ref.load_state_dict(model.state_dict())
-            if kind == "r1":
-                textbook_r1(ref, real.double(), fake.double()).backward()
-            else:
-                gen.manual_seed(0)  # the same alpha as the step above
-                alpha = torch.rand(batch, generator=gen, device=cfg.device).double()
-                textbook_wgan_gp(ref, real.double(), fake.double(), alpha).backward()
-            return rel_err(_grads(model), _grads(ref))
-
-        return Prepared(fn, None if provider == "no-penalty" else check)
-
-    return prepare
-
-
-def critic_step_cases(cfg: Config) -> list[Case]:
-    batch = CRITIC_BATCH_QUICK if cfg.quick else CRITIC_BATCH
-    images = CRITIC_IMAGES[:1] if cfg.quick else CRITIC_IMAGES
-    cases = []
-    for kind, extra in (("wgan_gp", ("passes=2", "passes=1")), ("r1", ())):
-        for image in images:
-            cases.append(
-                Case(
-                    "penalty",
-                    f"{kind}_step",
-                    f"D {batch}x{_shape_str(image)}",
-                    _prepare_critic_step(kind, image, batch),
-                    None,
-                    extra_providers=(*extra, "no-penalty"),
-                    time_scale=4.0,
-                    tolerance={torch.float32: 2e-2, torch.bfloat16: 1e-1},
-                )
-            )
-    return cases
-
-
-def penalty_overhead_lines(rows: list[dict]) -> list[str]:
-    """Penalised step time over the unpenalised one, per critic-step case and provider."""
-    lines = []
-    for case in ("wgan_gp_step", "r1_step"):
-        shapes = dict.fromkeys(r["shape"] for r in rows if r["case"] == case)
-        for shape in shapes:
-            steps = {
-                r["provider"]: r["median_ms"]
-                for r in rows
-                if r["case"] == case and r["shape"] == shape and r["median_ms"]
-            }
-            base = steps.pop("no-penalty", None)
-            if base:
-                parts = [f"{p} {t / base:.2f}x" for p, t in steps.items()]
-                lines.append(
-                    f"{case} {shape}: penalised / unpenalised step ({base:.1f} ms): "
-                    + ", ".join(parts)
-                )
-    return lines
-
-
-def sn_share_lines(rows: list[dict]) -> list[str]:
-    """sn_fwd speed-ups against torch, weights within and beyond the last-level cache;
-    (t_sn - t_nosn) / t_sn of the D steps for torch and each gankernels provider."""
-    lines = []
-    fwd = [r for r in rows if r["case"] == "sn_fwd" and r["median_ms"]]
-    torch_ms = {r["shape"]: r["median_ms"] for r in fwd if r["provider"] == "torch"}
-    llc = _last_level_cache_bytes()
-    for r in fwd:
-        if r["provider"] == "torch" or r["shape"] not in torch_ms:
-            continue
-        numel = math.prod(int(d) for d in r["shape"].split("x"))
-        itemsize = {"fp32": 4, "bf16": 2, "fp64": 8}.get(r["dtype"], 4)
-        size = f"{numel * itemsize / 2**20:.1f} MiB"
-        if r["device"] == "cpu":
-            size += " > LLC" if numel * itemsize > llc else " < LLC"
-        lines.append(
-            f"sn_fwd {r['shape']} ({size}): {r['provider']} "
-            f"{torch_ms[r['shape']] / r['median_ms']:.2f}x torch"
-        )
-    for case in ("sn_dstep", "sn_dstep2"):
-        steps = {r["provider"]: r for r in rows if r["case"] == case and r["median_ms"]}
-        base = steps.get("no-sn")
-        if base is None:
-            continue
-        t0 = base["median_ms"]
-        noise = base["p75_ms"] - base["p25_ms"]
-        parts = []
-        for name, row in steps.items():
-            if name in ("no-sn", "torch.compile"):
-                continue
-            t = row["median_ms"]
-            flag = " (within noise)" if abs(t - t0) < noise else ""
-            parts.append(f"{name} {100 * (t - t0) / t:.1f}% ({t - t0:.3f} of {t:.3f} ms){flag}")
-        if parts:
-            lines.append(
-                f"SN share of {case}, (t_sn - t_nosn) / t_sn, no-sn {t0:.3f} ms "
-                f"(IQR {noise:.3f} ms): " + "; ".join(parts)
-            )
-    return lines
-
-
-# What the GB/s column counts, per op.
-BYTES_COUNTED = {
-    "sn": "sn_fwd: 3*W (the least a training-mode forward moves: one power-iteration "
-    "read, W/sigma read + write; torch moves 5*W); "
-    "sn_bwd: 4*W (grad read twice, W read, grad_W written); dsteps: none",
-    "conv": "bias_lrelu: 5*X (x read, y written; dy and y read, dx written); "
-    "instnorm_lrelu: 8*X (x read twice, y written; two passes reading dy and x, dx "
-    "written); upfirdn_up2_fwd: X read + 4*X written; upfirdn_down2_fwd: X read + X/4 "
-    "written; others: none",
-    "penalty": "gp_fwd_bwd: 3*G (G read for the norms, read again with dG written); "
-    "interpolate: 3*X (real and fake read, x_hat written); critic steps: none",
-}
-
-SUMMARIES: dict[str, Callable[[list[dict]], list[str]]] = {
-    "sn": sn_share_lines,
-    "penalty": penalty_overhead_lines,
-}
+# What the GB/s column counts, per op (each family adds its own).
+BYTES_COUNTED: dict[str, str] = {}
+# Lines that sum up an op's rows under the table, per op (each family adds its own).
+SUMMARIES: dict[str, Callable[[list[dict]], list[str]]] = {}
 
 # ---------------------------------------------------------------------------------------
 # Timing.
@@ -809,7 +286,7 @@ def _last_level_cache_bytes() -> int:
 
 
 def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:
@@ -842,7 +319,7 @@ def _version(package: str) -> str | None:
 
 
 def environment(cfg: Config) -> dict:
-    from . import __version__
+    from .. import __version__
 
     info = {
         "gankernels": __version__,
@@ -1222,20 +699,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="after this many seconds, skip the remaining torch.compile providers",
     )
-    from . import benchmark_train
-
-    benchmark_train.add_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.train:
-        from . import benchmark_train
-
-        return benchmark_train.run(args)
-    if args.metrics:
-        from . import benchmark_metrics
-
-        return benchmark_metrics.run(args)
+def run_ops(args: argparse.Namespace) -> int:
+    """Time the cases of `--ops` and write one set of results files per op."""
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     unknown = [o for o in ops if o not in OPS]
     if unknown or not ops:
@@ -1337,18 +804,3 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return status
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="gankernels bench", description="Time gankernels ops against torch."
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-# The conv-block cases live in their own module; importing it registers them.
-from . import benchmark_conv  # noqa: E402, F401
-
-if __name__ == "__main__":
-    sys.exit(main())

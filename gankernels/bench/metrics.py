@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
+from .. import metrics
+from .core import environment, make_config
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,7 +46,7 @@ def _shipped_inception_rate(model, images: torch.Tensor, device) -> dict:
     preprocessed input as our module (which folds batch norm and runs channels_last)."""
     import warnings
 
-    from .metrics.extractors import INCEPTION_PACKAGE, _package_file
+    from ..metrics.extractors import INCEPTION_PACKAGE, _package_file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's notice
@@ -64,8 +65,6 @@ def _shipped_inception_rate(model, images: torch.Tensor, device) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .benchmark import environment, make_config
-
     device = torch.device(args.device)
     n, dim = (1000, 256) if args.quick else (10000, 2048)
     gen = torch.Generator().manual_seed(0)

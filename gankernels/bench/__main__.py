@@ -1,0 +1,7 @@
+"""`python -m gankernels.bench`: the same as `gankernels bench`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
