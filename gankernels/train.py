@@ -39,6 +39,7 @@ from . import _backend, checkpoint, fusion
 from .conditions.sources import CONDITIONS
 from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
+from .nn.spectral_norm import spectral_norm_once
 from .tasks import GENERATION_MODELS, TRANSLATION_MODELS, Nets, default_loss, make_task
 
 
@@ -454,8 +455,14 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     nets = Nets(G, D, G_fast, D_fast)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
 
+    # Sigma once per D step: D's weights do not change between its forwards on real, fake
+    # and interpolated images. (The reference models keep torch's parametrization, which
+    # iterates at every forward.)
+    def sigma_once():
+        return nullcontext() if config.reference else spectral_norm_once(D)
+
     def d_step(step: int, i: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast, record_function("gankernels.d_step"):  # labels for torch.profiler
+        with autocast, sigma_once(), record_function("gankernels.d_step"):  # profiler label
             d_loss, penalty = task.d_losses(nets, step, i, batch)
         opt_d.zero_grad(set_to_none=True)
         with record_function("gankernels.d_step_backward"):

@@ -88,6 +88,25 @@ def test_cbn_generator_depends_on_z_and_label():
     assert concat.net[0].in_channels == 200  # z and the label embedding side by side
 
 
+@pytest.mark.parametrize("model", ["dcgan", "sngan"])
+def test_condition_vectors_enter_on_the_unit_sphere(model):
+    """G and D see a condition vector's direction only: its length (an encoder's scale)
+    changes nothing, while its direction does."""
+    G, D = models.build_models(model, img_size=32, cond_dim=12, width=8, z_dim=16)
+    for m in [*G.modules(), *D.modules()]:
+        if hasattr(m, "gain_weight"):
+            torch.nn.init.normal_(m.gain_weight, 0, 0.3)
+    G.eval(), D.eval()
+    z, y = torch.randn(4, 16), torch.randn(4, 12)
+    with torch.no_grad():
+        x = G(z, y)
+        torch.testing.assert_close(G(z, 7.5 * y), x)
+        torch.testing.assert_close(D(x, 0.1 * y), D(x, y))
+        assert (G(z, y.flip(0)) - x).abs().max() > 0.01 * x.abs().max()
+        logits = D(x, y)
+        assert (D(x, y.flip(0)) - logits).abs().max() > 0.01 * logits.abs().max()
+
+
 @pytest.fixture(scope="module")
 def captions_installed():
     from gankernels.data import DatasetNotInstalled, load_dataset

@@ -334,3 +334,22 @@ def test_periodic_metrics_are_logged(tmp_path, monkeypatch):
         assert float(rows[step]["fid"]) > 0
     assert "fid" not in rows[1]
     assert list((tmp_path / "cache" / "features").glob("digits-train-n300-28px-digits.v*.pt"))
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_d_step_computes_sigma_once(tmp_path, monkeypatch, reference):
+    """D's spectral norms run their power iteration once per D step (not once per forward
+    on real, fake and interpolated images); the reference models keep torch's."""
+    from gankernels.nn.spectral_norm import SpectralNorm
+
+    held = []
+    hold = SpectralNorm.hold
+    monkeypatch.setattr(SpectralNorm, "hold", lambda self, w: (held.append(self), hold(self, w)))
+    config = tiny(tmp_path, model="sngan", loss="wgan-gp", n_critic=2, steps=3, reference=reference)
+    train(config)
+    if reference:
+        assert held == []
+        return
+    G, D = tasks_mod.build_networks(load(tmp_path / "run" / "last.pt")["build"])
+    layers = [m for m in D.modules() if isinstance(m, SpectralNorm)]
+    assert layers and len(held) == 3 * 2 * len(layers)  # steps x D steps x layers

@@ -1030,8 +1030,9 @@ int64_t sn_power_iteration_scratch_numel(int64_t A, int64_t H, int64_t K) {
   }
   const int64_t N = A * K;
   int64_t need = 2 * H + 2 * N;  // small kernel; eval needs H
-  // Every vector width a dtype may use (the plans of v first depend on it).
-  for (int vec = 1; vec <= 8; vec *= 2) {
+  // Every vector width a dtype may use (the plans of v first depend on it); a
+  // width is used only when it divides K.
+  for (int vec = 1; vec <= 8 && K % vec == 0; vec *= 2) {
     for (bool v_first : {false, true}) {
       const int64_t p = fused_plan(A, H, K, vec, v_first).scratch;
       if (p > need) need = p;

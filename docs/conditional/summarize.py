@@ -39,9 +39,15 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
             records = list(csv.DictReader(f))
         rates = sorted(float(r["img_per_s"]) for r in records[1:]) or [0.0]
         last, e = records[-1], json.loads(scores.read_text())
+        # a resumed run's clock restarts: add up the segments
+        seconds = sum(
+            float(a["seconds"])
+            for a, b in zip(records, records[1:] + [None])
+            if b is None or float(b["seconds"]) < float(a["seconds"])
+        )
         rows.append(
             f"| {name} | `{extra}` | {last['step']} | {rates[len(rates) // 2]:.0f} | "
-            f"{float(last['seconds']) / 60:.0f} | {e['fid']:.1f} | {e['precision']:.2f} / "
+            f"{seconds / 60:.0f} | {e['fid']:.1f} | {e['precision']:.2f} / "
             f"{e['recall']:.2f} | {_fidelity(e)} | {_verdict(e)} |"
         )
         grids.append(f"### {name}\n\n`gankernels train {extra}`\n\n![{name}]({name}.png)\n")

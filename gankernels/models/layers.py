@@ -437,7 +437,9 @@ class Layers:
         if num_classes:
             return self.embedding(num_classes, dim, sn=sn, init=init)
         if cond_dim:
-            return self.linear(cond_dim, dim, act=act, sn=sn, init=init)
+            linear = self.linear(cond_dim, dim, act=act, sn=sn, init=init)
+            linear.register_forward_pre_hook(_unit_condition)
+            return linear
         return None
 
     def norm_act(self, channels, kind="batch", act="relu", alpha=None) -> nn.Module:
@@ -539,6 +541,14 @@ def resolution_plan(model: str, img_size: int, sizes: tuple[int, ...]) -> tuple[
         raise ValueError(f"{model}: img_size {img_size!r} is not supported; choose one of {sizes}")
     start = 7 if img_size % 7 == 0 else 4
     return start, int(math.log2(img_size // start))
+
+
+def _unit_condition(module: nn.Module, args: tuple) -> tuple:
+    """Condition vectors enter on the unit sphere. Under Adam a vector's length acts as a
+    learning-rate multiplier on the layers it feeds (a step moves W y by about lr * |y|):
+    an encoder with outputs of length 12 (the spoken-digit classifier's features) made G
+    and D unstable where unit-length sentence embeddings and one-hot labels were not."""
+    return (F.normalize(args[0], dim=1), *args[1:])
 
 
 def check_labels(model: nn.Module, y: torch.Tensor | None, batch: int) -> None:
