@@ -42,7 +42,7 @@ def main(runs_script: Path = DOCS / "run_all.sh") -> None:
         # a resumed run's clock restarts: add up the segments
         seconds = sum(
             float(a["seconds"])
-            for a, b in zip(records, records[1:] + [None])
+            for a, b in zip(records, records[1:] + [None], strict=True)
             if b is None or float(b["seconds"]) < float(a["seconds"])
         )
         rows.append(
