@@ -21,6 +21,7 @@ import functools
 import importlib
 import json
 import os
+import platform
 import time
 import warnings
 from collections.abc import Iterator
@@ -367,3 +368,15 @@ def extension_for(backend: str) -> tuple[object, str]:
     if backend == "cuda-emu":
         return emu_extension(), "cuda"  # the emulated module binds the CUDA names
     return extension(), backend
+
+
+def cpu_name() -> str:
+    """The CPU's model name (for results files and fusion caches)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -24,7 +24,7 @@ def info() -> int:
     except ImportError:
         print("triton     not installed")
     print(
-        f"cpu        {_cpu_name()}, {os.cpu_count()} logical cores, "
+        f"cpu        {_backend.cpu_name()}, {os.cpu_count()} logical cores, "
         f"torch threads {torch.get_num_threads()}"
     )
     if torch.cuda.is_available():
@@ -45,17 +45,6 @@ def info() -> int:
         print(f"  {name:<10} {how}")
     print(f"auto       cuda tensors: {', '.join(_backend.auto_order('cuda'))} (in that order)")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # Subcommands with their own modules: (name, module, one-line summary).

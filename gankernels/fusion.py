@@ -42,7 +42,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -52,6 +51,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from . import _backend
 
 MODES = ("auto", "cached", "fixed", "fused", "torch")
 IMPLS = ("fused", "torch")
@@ -138,19 +139,8 @@ class Decision:
 # The disk cache.
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _versions() -> str:
-    from . import __version__, _backend
+    from . import __version__
 
     ext, _ = _backend._extension()
     kernels = getattr(ext, "sources_hash", "none")
@@ -160,7 +150,7 @@ def _versions() -> str:
 def cache_path() -> Path:
     """This machine's and these versions' decision file."""
     root = os.environ.get("GANKERNELS_CACHE", os.path.expanduser("~/.cache/gankernels"))
-    machine = f"{_cpu_name()} | {_versions()}"
+    machine = f"{_backend.cpu_name()} | {_versions()}"
     slug = hashlib.sha256(machine.encode()).hexdigest()[:16]
     return Path(root) / "fusion" / f"{slug}.json"
 
@@ -191,7 +181,7 @@ class _DiskCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             merged = {**self._read(), **entries}  # other processes' entries too
-            doc = {"machine": _cpu_name(), "versions": _versions(), "entries": merged}
+            doc = {"machine": _backend.cpu_name(), "versions": _versions(), "entries": merged}
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 json.dump(doc, f, indent=1, sort_keys=True)

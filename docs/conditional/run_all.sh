@@ -19,12 +19,16 @@ declare -A RUNS=(
   [dcgan-label]="--model dcgan --conditional --data mnist --steps 3000"
   # the classic input (label embedding beside z) under the same objective: G drops z
   [dcgan-label-concat]="--model dcgan --conditional --data mnist --steps 3000 --model-option g_cond=concat"
+  # the mode-seeking term on top of the defaults: recall for label fidelity
+  [dcgan-label-ms02]="--model dcgan --conditional --data mnist --steps 3000 --mode-seeking 0.2"
   [dcgan-label-nomatch]="--model dcgan --conditional --data mnist --steps 3000 --no-matching"
   [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
   # text and sound at width 32 (a quarter of the default's convolution work, for the CPU)
   [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --width 32"
   [dcgan-text-emoji]="--model dcgan --condition text --data emoji:captions --steps 3000 --width 32"
   [dcgan-sound]="--model dcgan --condition sound --data mnist --steps 3000 --width 32"
+  # the command as it stands: default width 64
+  [dcgan-sound-w64]="--model dcgan --condition sound --data mnist --steps 3000"
   [dcgan-sound-scratch]="--model dcgan --condition sound --data mnist --steps 3000 --width 32 --sound-encoder scratch"
 )
 ORDER=(dcgan-label sngan-label dcgan-text dcgan-sound dcgan-label-concat dcgan-label-nomatch

@@ -22,7 +22,7 @@ declare -A RUNS=(
   [p2p-emoji]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 16 --steps 3000"
   [p2p-emoji-l1]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 16 --steps 3000 --gan-weight 0"
   # the same pairs as two unpaired sets: the true pairs only score the result
-  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 32 --batch 4 --steps 3000"
+  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 2000"
   [identity-emoji]="identity --data emoji:google2twitter --image-size 32"
 )
 # Fashion-MNIST pairs are also scored on our Fashion-MNIST classifier's features: the

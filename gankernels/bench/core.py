@@ -264,17 +264,6 @@ def copy_bandwidth(cfg: Config) -> tuple[float, int]:
 # Environment.
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _last_level_cache_bytes() -> int:
     sizes = []
     for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
@@ -327,7 +316,7 @@ def environment(cfg: Config) -> dict:
         "torch": torch.__version__,
         "triton": _version("triton"),
         "torch_cuda": torch.version.cuda,
-        "cpu": _cpu_model(),
+        "cpu": _backend.cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "backends": _backend.backends(),
