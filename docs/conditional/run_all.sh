@@ -27,7 +27,8 @@ declare -A RUNS=(
   [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --width 32"
   [dcgan-text-emoji]="--model dcgan --condition text --data emoji:captions --steps 3000 --width 32"
   [dcgan-sound]="--model dcgan --condition sound --data mnist --steps 3000 --width 32"
-  # the command as it stands: default width 64
+  # the same at the default width (64)
+  [dcgan-text-w64]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000"
   [dcgan-sound-w64]="--model dcgan --condition sound --data mnist --steps 3000"
   [dcgan-sound-scratch]="--model dcgan --condition sound --data mnist --steps 3000 --width 32 --sound-encoder scratch"
 )
