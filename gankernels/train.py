@@ -39,7 +39,7 @@ from . import _backend, checkpoint, fusion
 from .conditions.sources import CONDITIONS
 from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
-from .nn.spectral_norm import spectral_norm_once
+from .nn.spectral_norm import SpectralNorm, spectral_norm_once
 from .tasks import GENERATION_MODELS, TRANSLATION_MODELS, Nets, default_loss, make_task
 
 
@@ -457,9 +457,11 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
 
     # Sigma once per D step: D's weights do not change between its forwards on real, fake
     # and interpolated images. (The reference models keep torch's parametrization, which
-    # iterates at every forward.)
+    # iterates at every forward.) Models without our spectral norm skip the module walk.
+    hold_sigma = not config.reference and any(isinstance(m, SpectralNorm) for m in D.modules())
+
     def sigma_once():
-        return nullcontext() if config.reference else spectral_norm_once(D)
+        return spectral_norm_once(D) if hold_sigma else nullcontext()
 
     def d_step(step: int, i: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast, sigma_once(), record_function("gankernels.d_step"):  # profiler label

@@ -58,6 +58,17 @@ class ConditionSource:
         """What rebuilds the encoder for `gankernels generate`."""
         return {"kind": self.kind, "encoder": self.encoder.config()}
 
+    def score(self, G: nn.Module, n: int, device, seed: int = 0, encoder=None) -> dict:
+        """G's scores on n held-out conditions (the condition's fidelity, FID, precision /
+        recall)."""
+        raise NotImplementedError
+
+    def evaluator(self, task):
+        """The training loop's scorer: `score` with D's trained encoder, if any."""
+        n = task.config.eval_n
+        encoder = getattr(task.D, "cond_encoder", None)
+        return lambda G: self.score(G, n, task.device, task.config.seed, encoder)
+
 
 class TextSource(ConditionSource):
     """Captions of a `CaptionDataset` (fashion-mnist:captions, emoji:captions): a random
@@ -127,18 +138,7 @@ class TextSource(ConditionSource):
             fidelity = metrics.nearest_label_fidelity(
                 fake["features"], labels, real["features"], test.labels[: len(real["features"])]
             )
-        precision, recall = metrics.precision_recall(real["features"], fake["features"])
-        return {
-            "text_fidelity": fidelity,
-            "fid": metrics.fid(fake["features"], real["features"]),
-            "precision": precision,
-            "recall": recall,
-        }
-
-    def evaluator(self, task):
-        n = task.config.eval_n
-        encoder = getattr(task.D, "cond_encoder", None)
-        return lambda G: self.score(G, n, task.device, task.config.seed, encoder)
+        return {"text_fidelity": fidelity, **_quality(real, fake)}
 
     def rows(self, key, generator):
         return self.data.sample_text_ids(key.cpu(), generator)
@@ -230,19 +230,20 @@ class SoundSource(ConditionSource):
         )
         real_images = load_dataset("mnist", "test", image_size=self.data.image_size).images[:n]
         real = metrics.extract(classifier, real_images, progress=False)
-        precision, recall = metrics.precision_recall(real["features"], fake["features"])
         agreement = metrics.text_fidelity(fake["logits"], test.labels[index])
-        return {
-            "sound_agreement": agreement,
-            "fid": metrics.fid(fake["features"], real["features"]),
-            "precision": precision,
-            "recall": recall,
-        }
+        return {"sound_agreement": agreement, **_quality(real, fake)}
 
-    def evaluator(self, task):
-        n = task.config.eval_n
-        encoder = getattr(task.D, "cond_encoder", None)
-        return lambda G: self.score(G, n, task.device, task.config.seed, encoder)
+
+def _quality(real: dict, fake: dict) -> dict:
+    """FID and precision / recall of extracted fake features against real ones."""
+    from .. import metrics
+
+    precision, recall = metrics.precision_recall(real["features"], fake["features"])
+    return {
+        "fid": metrics.fid(fake["features"], real["features"]),
+        "precision": precision,
+        "recall": recall,
+    }
 
 
 __all__ = ["CONDITIONS", "ConditionSource", "TextSource", "SoundSource"]
