@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -36,8 +37,9 @@ TRANSLATION_MODELS = models.TRANSLATION_MODELS
 # generators train with R1 (non-saturating loss, gamma 10 on real images): on MNIST it
 # is the one objective of ours under which a conditional G both follows its label and
 # keeps its noise (docs/training: 1000-step runs, R1 against hinge with or without
-# spectral norm: label accuracy 80 % against 21-30 %).
-DEFAULT_LOSS = {"pix2pix": "nonsaturating", "cyclegan": "lsgan"}
+# spectral norm: label accuracy 80 % against 21-30 %). StyleGAN2 trains with its paper's
+# lazy R1, gamma from the StyleGAN2-ADA heuristic (models.stylegan2.r1_gamma).
+DEFAULT_LOSS = {"pix2pix": "nonsaturating", "cyclegan": "lsgan", "stylegan2": "r1"}
 DEFAULT_LOSS_CONDITIONAL = "r1"
 DEFAULT_LOSS_OTHERS = "wgan-gp"
 
@@ -285,6 +287,15 @@ class GenerationTask(Task):
         self.kind = config.condition_kind()
         data = self._load(config, log)
         self.data = data
+        if (
+            config.model == "stylegan2"
+            and config.penalty_weight is None
+            and loss.penalty in ("r1", "r2")
+        ):
+            gamma = models.stylegan2.r1_gamma(data.image_size, config.batch)
+            self.loss = replace(loss, penalty_weight=gamma)
+            log(f"{loss.penalty} gamma {gamma:.3g} (0.0002 * {data.image_size}^2 / batch "
+                f"{config.batch}, StyleGAN2-ADA); --penalty-weight sets another")  # fmt: skip
         num_classes = data.num_classes if self.kind == "label" else 0
         if self.kind == "label" and not num_classes:
             raise ValueError(f"conditional: data set {config.data!r} has no class labels")

@@ -48,7 +48,8 @@ class TrainConfig:
     """Everything that defines a run; `gankernels train --help` documents each field."""
 
     model: str = "dcgan"
-    # None: the model's: wgan-gp; r1 when conditional; pix2pix nonsaturating; cyclegan lsgan
+    # None: the model's: wgan-gp; r1 for stylegan2 and when conditional; pix2pix
+    # nonsaturating; cyclegan lsgan
     loss: str | None = None
     data: str = "mnist"
     steps: int = 2000
@@ -417,6 +418,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
         raise ValueError(f"n_critic must be <= 29, got {loss.n_critic}")
     # What G maps from and to, the data it reads and the losses of a step.
     task = make_task(config, loss, ranks, device, log=say)
+    loss = task.loss  # with the model's defaults filled in (StyleGAN2's gamma)
     for problem in task.checks():
         raise ValueError(problem)
     G, D = task.G, task.D

@@ -26,8 +26,8 @@ examples:
 HELP = {
     "model": f"architecture: {', '.join(MODELS)} (noise to image); pix2pix, cyclegan "
     "(image to image)",
-    "loss": f"objective: {', '.join(LOSSES)} (default: wgan-gp; r1 for conditional "
-    "models; pix2pix nonsaturating, cyclegan lsgan)",
+    "loss": f"objective: {', '.join(LOSSES)} (default: wgan-gp; r1 for stylegan2 "
+    "and conditional models; pix2pix nonsaturating, cyclegan lsgan)",
     "data": "data set: mnist, fashion-mnist, digits, animals or folder:PATH; for translation "
     "edges2fashion[:shoes], emoji:google2twitter, pairs:PATH, unpaired:PATH_A,PATH_B",
     "steps": "generator steps to train for (each with n_critic discriminator steps)",
@@ -53,7 +53,8 @@ HELP = {
     "lr_g": "G learning rate (default: the loss's, from its paper)",
     "lr_d": "D learning rate (default: the loss's)",
     "n_critic": "D steps per G step (default: the loss's: 5 for WGANs)",
-    "penalty_weight": "gradient-penalty weight: WGAN-GP lambda or R1/R2 gamma",
+    "penalty_weight": "gradient-penalty weight: WGAN-GP lambda or R1/R2 gamma (stylegan2: "
+    "0.0002 * image size^2 / batch unless set)",
     "reg_every": "apply the penalty every k steps, scaled by k (lazy regularisation)",
     "clip": "WGAN weight-clipping bound (default 0.01 for --loss wgan)",
     "mode_seeking": "weight of the mode-seeking term in G's loss (1 is usual; keeps a "

@@ -14,7 +14,9 @@ import torch
 import gankernels.tasks as tasks_mod
 import gankernels.train as train_mod
 from gankernels import cli, train_cli
-from gankernels.train import TrainConfig, TrainingDiverged, train
+from gankernels.losses import get_loss
+from gankernels.tasks import make_task
+from gankernels.train import Dist, TrainConfig, TrainingDiverged, train
 
 pytest.importorskip("sklearn", reason="the tests train on sklearn's digits")
 
@@ -353,3 +355,15 @@ def test_d_step_computes_sigma_once(tmp_path, monkeypatch, reference):
     G, D = tasks_mod.build_networks(load(tmp_path / "run" / "last.pt")["build"])
     layers = [m for m in D.modules() if isinstance(m, SpectralNorm)]
     assert layers and len(held) == 3 * 2 * len(layers)  # steps x D steps x layers
+
+
+def test_stylegan2_defaults_to_lazy_r1_with_the_ada_gamma(tmp_path):
+    config = tiny(tmp_path, model="stylegan2")
+    assert config.loss == "r1"
+    said = []
+    task = make_task(config, get_loss("r1"), Dist(), torch.device("cpu"), log=said.append)
+    assert task.loss.penalty_weight == pytest.approx(0.0002 * 28**2 / 8)
+    assert task.loss.reg_every == 16 and any("gamma 0.0196" in s for s in said)
+    chosen = tiny(tmp_path, model="stylegan2", penalty_weight=1.0)
+    task = make_task(chosen, get_loss("r1", penalty_weight=1.0), Dist(), torch.device("cpu"))
+    assert task.loss.penalty_weight == 1.0
