@@ -1,13 +1,16 @@
 """Fuse only where it pays: for each layer, the faster of our fused kernels and the plain
 torch path, chosen per op, shape, dtype, device, memory format and gradient mode.
 
-A fused layer (a conv whose bias and activation run in our bias_act kernel, a NormAct)
-has two implementations that give the same numbers to dtype tolerance:
+A fused layer (a conv whose bias and activation run in our bias_act kernel, a NormAct,
+a modulated convolution) has two implementations that give the same numbers to dtype
+tolerance:
 
   fused  our kernels (the conv without its bias, then bias + activation in one pass;
-         the norm and the activation in one kernel)
+         the norm and the activation in one kernel; per-sample modulated weights from
+         our kernel, then one grouped convolution)
   torch  plain torch (the conv with its bias, which oneDNN and cuDNN add for free, then
-         the activation in place; torch's norm, then the activation in place)
+         the activation in place; torch's norm, then the activation in place; the input
+         scaled by the styles, a convolution with the shared weight, the output scaled)
 
 Which one runs is decided on the layer's first call with a new input signature, like
 cuDNN's benchmark mode: both run forward (and backward when autograd records, and the
@@ -114,7 +117,9 @@ def rule(op: str, device_type: str) -> str:
     """The fixed rule, from measurements on this project's machines. On CPUs oneDNN adds a
     conv's or linear's bias inside the matmul and torch's activation runs in place, so the
     bias + activation kernel saves nothing there; our norm + activation kernel does save
-    passes (torch's instance norm makes copies). On GPUs each fused kernel saves a pass
+    passes (torch's instance norm makes copies). A modulated convolution is faster on
+    CPUs as StyleGAN2 trains it (one convolution with the shared weight) than as a
+    grouped convolution over per-sample weights. On GPUs each fused kernel saves a pass
     over the activations."""
     if device_type == "cpu":
         return "fused" if op.startswith("norm") else "torch"

@@ -383,3 +383,67 @@ def test_module_up_down_shapes():
     f = gk.ops.setup_filter((1, 3, 3, 1))
     want = plain_resampled_modconv(x, up.weight / 6, styles, f, 2, 1, 1)
     torch.testing.assert_close(up(x, w), want, rtol=1e-5, atol=1e-5)
+
+
+# fused=False: StyleGAN2's training path (input scaled, shared-weight conv, output scaled).
+
+UNFUSED_CASES = [(3, 5, 4, 3, 7, 5, 1, 1, (1, 3, 3, 1)), (2, 3, 6, 1, 5, 6, 1, 1, (1, 3, 3, 1))]
+
+
+@pytest.mark.parametrize("demodulate", [True, False], ids=["demod", "nodemod"])
+@pytest.mark.parametrize(
+    "case", UNFUSED_CASES + RESAMPLE_CASES, ids=lambda c: "-".join(map(str, c[:8]))
+)
+def test_unfused_matches_stylegan2(case, demodulate):
+    N, Co, C, k, H, W, up, down, taps = case
+    x, weight, styles = inputs(N, Co, C, k, H, W, "cpu")
+    f = gk.ops.setup_filter(taps).double()
+    x = x.contiguous(memory_format=torch.channels_last) if C % 2 == 0 else x
+    args = [t.clone().requires_grad_(True) for t in (x, weight, styles)]
+    ref = [t.clone().requires_grad_(True) for t in (x, weight, styles)]
+    kw = dict(up=up, down=down, padding=k // 2, resample_filter=f, demodulate=demodulate)
+    y = gk.ops.modulated_conv2d(*args, fused=False, **kw)
+    if up == down == 1:
+        want = stylegan2_modconv(*ref, demodulate=demodulate, padding=k // 2)
+    else:
+        want = plain_resampled_modconv(*ref, f, up, down, k // 2, demodulate)
+    torch.testing.assert_close(y, want, **TOL[torch.float64])
+    dy = torch.randn_like(want)
+    for a, b in zip(
+        torch.autograd.grad(y, args, dy), torch.autograd.grad(want, ref, dy), strict=True
+    ):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_unfused_gradcheck_and_gradgradcheck():
+    for up, down in ((1, 1), (2, 1), (1, 2)):
+        args = [t.requires_grad_(True) for t in inputs(2, 3, 2, 3, 4, 5, "cpu")]
+
+        def fn(x, weight, styles, up=up, down=down):
+            return gk.ops.modulated_conv2d(
+                x, weight, styles, up=up, down=down, padding=1, fused=False
+            )
+
+        assert torch.autograd.gradcheck(fn, args)
+        assert torch.autograd.gradgradcheck(fn, args)
+
+
+@pytest.mark.parametrize("up", [1, 2])
+def test_module_paths_agree_and_the_reference_build_is_plain_torch(up):
+    torch.manual_seed(0)
+    m = gk.nn.ModulatedConv2d(5, 6, 3, style_dim=8, up=up)
+    x, w = torch.randn(4, 5, 7, 6), torch.randn(4, 8)
+    out = {}
+    for mode in ("fused", "torch"):
+        with gk.use_fusion(mode):
+            y = m(x, w)
+            grads = torch.autograd.grad(y.square().sum(), list(m.parameters()))
+        out[mode] = (y, grads)
+    torch.testing.assert_close(out["fused"][0], out["torch"][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(out["fused"][1], out["torch"][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    ref = gk.nn.ModulatedConv2d(5, 6, 3, style_dim=8, up=up, fused=False)
+    ref.load_state_dict(m.state_dict())
+    with gk.use_fusion("fused"):  # the reference build does not follow the mode
+        torch.testing.assert_close(ref(x, w), out["torch"][0], rtol=0, atol=0)
+    assert "reference" in repr(ref) and "impl" in repr(m)

@@ -73,7 +73,7 @@ class StyleLayer(nn.Module):
 
     def __init__(self, L: Layers, in_ch: int, out_ch: int, w_dim: int, up: int = 1):
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, out_ch, 3, w_dim, up=up)
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, w_dim, up=up, fused=L.fused)
         self.act = L.noise_bias_act(out_ch)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
@@ -85,7 +85,7 @@ class ToRGB(nn.Module):
 
     def __init__(self, L: Layers, in_ch: int, img_channels: int, w_dim: int):
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, img_channels, 1, w_dim, demodulate=False)
+        self.conv = ModulatedConv2d(in_ch, img_channels, 1, w_dim, demodulate=False, fused=L.fused)
         self.bias = L.add_bias(img_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

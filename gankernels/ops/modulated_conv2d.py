@@ -186,13 +186,19 @@ def modulated_conv2d(
     down: int = 1,
     padding: int | tuple[int, int] = 0,
     resample_filter: torch.Tensor | None = None,
+    fused: bool = True,
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution. x (N, I, H, W), weight (O, I, kh, kw), styles
     (N, I) -> (N, O, H', W'). Each sample's weight is scaled by its styles along the
     input channels and, with demodulate, every output filter normalised to unit norm;
     then one grouped convolution (groups=N) with `padding`. up/down (1 or 2) resample
     with `resample_filter`: a filter tensor as upfirdn2d takes it, or a list / tuple of
-    taps (normalised by setup_filter); [1, 3, 3, 1] when None."""
+    taps (normalised by setup_filter); [1, 3, 3, 1] when None.
+
+    fused=False computes the same in plain torch the way StyleGAN2 trains: the input
+    scaled by the styles, one convolution with the shared weight, the output scaled by
+    the demodulation coefficients; no per-sample weights (gk.nn.ModulatedConv2d picks
+    the faster of the two per shape)."""
     for name, t, dims in (("x", x, 4), ("weight", weight, 4), ("styles", styles, 2)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() != dims:
             shape = (
@@ -235,6 +241,10 @@ def modulated_conv2d(
     padding = _int_pair("padding", padding)
     if not isinstance(demodulate, bool):
         raise ValueError(f"modulated_conv2d: demodulate must be a bool, got {demodulate!r}")
+    if not fused:
+        return _modulated_conv2d_unfused(
+            x, weight, styles, demodulate, up, down, padding, resample_filter
+        )
 
     w = modconv_weight(weight.to(x.dtype), styles.to(x.dtype), demodulate, EPS)
     w = w.reshape(N * C_out, C_in, kh, kw)
@@ -245,6 +255,21 @@ def modulated_conv2d(
         f = _resample_filter(resample_filter, x)
         y = _resampled_conv(xg, w, N, up, down, padding, f)
     return y.reshape(N, C_out, *y.shape[2:])
+
+
+def _modulated_conv2d_unfused(x, weight, styles, demodulate, up, down, padding, f):
+    """The per-sample weights never made: sum_i w[o, i] s[n, i] x[n, i] = conv(x * s)."""
+    N, C_in = styles.shape
+    weight, styles = weight.to(x.dtype), styles.to(x.dtype)
+    x = x * styles.reshape(N, C_in, 1, 1)
+    if up == 1 and down == 1:
+        y = torch_F.conv2d(x, weight, padding=padding)
+    else:
+        y = _resampled_conv(x, weight, 1, up, down, padding, _resample_filter(f, x))
+    if demodulate:  # dcoef[n, o] = rsqrt(sum_{i,k} (weight[o, i, k] s[n, i])^2 + eps)
+        dcoef = torch.rsqrt(styles.square() @ weight.square().sum([2, 3]).t() + EPS)
+        y = y * dcoef.reshape(N, -1, 1, 1)
+    return y
 
 
 def _resample_filter(f, x: torch.Tensor) -> torch.Tensor:
