@@ -21,6 +21,8 @@ declare -A RUNS=(
   [dcgan-label-concat]="--model dcgan --conditional --data mnist --steps 3000 --model-option g_cond=concat"
   # the mode-seeking term on top of the defaults: recall for label fidelity
   [dcgan-label-ms02]="--model dcgan --conditional --data mnist --steps 3000 --mode-seeking 0.2"
+  # R1 gamma from the StyleGAN2-ADA heuristic (0.0002 * 28^2 / 64) instead of 10
+  [dcgan-label-g00245]="--model dcgan --conditional --data mnist --steps 3000 --penalty-weight 0.00245"
   [dcgan-label-nomatch]="--model dcgan --conditional --data mnist --steps 3000 --no-matching"
   [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
   # text and sound at width 32 (a quarter of the default's convolution work, for the CPU)

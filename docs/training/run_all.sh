@@ -29,14 +29,16 @@ declare -A RUNS=(
   [dcgan-hinge-conditional-ms]="--model dcgan --loss hinge --width 32 --n-critic 1 --conditional --mode-seeking 1"
   [dcgan-hinge-conditional-ms02]="--model dcgan --loss hinge --width 32 --n-critic 1 --conditional --mode-seeking 0.2"
   [sngan-hinge-conditional-ms]="--model sngan --loss hinge --width 16 --n-critic 1 --conditional --mode-seeking 1"
+  # R1 gamma from the StyleGAN2-ADA heuristic (the default), then the gamma of 10 used before.
   [stylegan2-r1]="--model stylegan2 --loss r1 --width 16"
+  [stylegan2-r1-g10]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10"
   # The StyleGAN2 paper's learning rate (2e-3 above) collapses this small G on MNIST
   # within 500 steps; at a tenth of it the collapse comes later (see README.md).
-  [stylegan2-r1-lr2e-4]="--model stylegan2 --loss r1 --width 16 --lr-g 2e-4 --lr-d 2e-4"
+  [stylegan2-r1-lr2e-4]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10 --lr-g 2e-4 --lr-d 2e-4"
 )
 # Longest first, so that the two queues finish together.
 ORDER=(dcgan-wgan-gp dcgan-wgan sngan-hinge-conditional sngan-hinge sngan-hinge-conditional-ms
-       stylegan2-r1 stylegan2-r1-lr2e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
+       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2
