@@ -27,18 +27,18 @@ from torch import nn
 from . import models
 from .data import BatchStream, load_dataset, to_model_range
 from .fusion import second_order
-from .losses import GANLoss, ImagePool, mode_seeking_loss
+from .losses import GANLoss, ImagePool, mode_seeking_loss, r1_gamma
 from .regularizers import gradient_penalty, r1_penalty_from
 
 GENERATION_MODELS = models.MODELS
 TRANSLATION_MODELS = models.TRANSLATION_MODELS
 # The GAN objective each model trains with unless told otherwise: pix2pix's paper uses
 # the original (non-saturating) GAN loss, CycleGAN's the least-squares one. Conditional
-# generators train with R1 (non-saturating loss, gamma 10 on real images): on MNIST it
+# generators train with R1 (non-saturating loss, penalty on real images): on MNIST it
 # is the one objective of ours under which a conditional G both follows its label and
 # keeps its noise (docs/training: 1000-step runs, R1 against hinge with or without
 # spectral norm: label accuracy 80 % against 21-30 %). StyleGAN2 trains with its paper's
-# lazy R1, gamma from the StyleGAN2-ADA heuristic (models.stylegan2.r1_gamma).
+# lazy R1. R1 / R2 take gamma from the image size and batch (losses.r1_gamma) unless set.
 DEFAULT_LOSS = {"pix2pix": "nonsaturating", "cyclegan": "lsgan", "stylegan2": "r1"}
 DEFAULT_LOSS_CONDITIONAL = "r1"
 DEFAULT_LOSS_OTHERS = "wgan-gp"
@@ -287,12 +287,8 @@ class GenerationTask(Task):
         self.kind = config.condition_kind()
         data = self._load(config, log)
         self.data = data
-        if (
-            config.model == "stylegan2"
-            and config.penalty_weight is None
-            and loss.penalty in ("r1", "r2")
-        ):
-            gamma = models.stylegan2.r1_gamma(data.image_size, config.batch)
+        if config.penalty_weight is None and loss.penalty in ("r1", "r2"):
+            gamma = r1_gamma(data.image_size, config.batch)
             self.loss = replace(loss, penalty_weight=gamma)
             log(f"{loss.penalty} gamma {gamma:.3g} (0.0002 * {data.image_size}^2 / batch "
                 f"{config.batch}, StyleGAN2-ADA); --penalty-weight sets another")  # fmt: skip

@@ -53,8 +53,8 @@ HELP = {
     "lr_g": "G learning rate (default: the loss's, from its paper)",
     "lr_d": "D learning rate (default: the loss's)",
     "n_critic": "D steps per G step (default: the loss's: 5 for WGANs)",
-    "penalty_weight": "gradient-penalty weight: WGAN-GP lambda or R1/R2 gamma (stylegan2: "
-    "0.0002 * image size^2 / batch unless set)",
+    "penalty_weight": "gradient-penalty weight: WGAN-GP lambda, or R1/R2 gamma (default for "
+    "noise-to-image models: 0.0002 * image size^2 / batch, StyleGAN2-ADA's)",
     "reg_every": "apply the penalty every k steps, scaled by k (lazy regularisation)",
     "clip": "WGAN weight-clipping bound (default 0.01 for --loss wgan)",
     "mode_seeking": "weight of the mode-seeking term in G's loss (1 is usual; keeps a "

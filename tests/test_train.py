@@ -357,13 +357,19 @@ def test_d_step_computes_sigma_once(tmp_path, monkeypatch, reference):
     assert layers and len(held) == 3 * 2 * len(layers)  # steps x D steps x layers
 
 
-def test_stylegan2_defaults_to_lazy_r1_with_the_ada_gamma(tmp_path):
+def test_r1_gamma_defaults_to_the_ada_heuristic(tmp_path):
     config = tiny(tmp_path, model="stylegan2")
-    assert config.loss == "r1"
+    assert config.loss == "r1"  # StyleGAN2's objective
     said = []
     task = make_task(config, get_loss("r1"), Dist(), torch.device("cpu"), log=said.append)
     assert task.loss.penalty_weight == pytest.approx(0.0002 * 28**2 / 8)
     assert task.loss.reg_every == 16 and any("gamma 0.0196" in s for s in said)
+    conditional = tiny(tmp_path, model="dcgan", conditional=True, image_size=32, batch=16)
+    assert conditional.loss == "r1"
+    task = make_task(conditional, get_loss("r2"), Dist(), torch.device("cpu"))
+    assert task.loss.penalty_weight == pytest.approx(0.0002 * 32**2 / 16)
     chosen = tiny(tmp_path, model="stylegan2", penalty_weight=1.0)
     task = make_task(chosen, get_loss("r1", penalty_weight=1.0), Dist(), torch.device("cpu"))
     assert task.loss.penalty_weight == 1.0
+    gp = make_task(tiny(tmp_path, model="dcgan"), get_loss("wgan-gp"), Dist(), torch.device("cpu"))
+    assert gp.loss.penalty_weight == 10.0  # WGAN-GP's lambda is not a gamma

@@ -33,12 +33,6 @@ from .layers import Layers, check_labels, normalize_2nd_moment, resolution_plan
 SIZES = (28, 32, 64)
 
 
-def r1_gamma(resolution: int, batch: int) -> float:
-    """The R1 weight StyleGAN2-ADA derives for a resolution and batch size:
-    0.0002 * resolution^2 / batch (0.0025 for 28 px at batch 64; 10 suits 1024 px faces)."""
-    return 0.0002 * resolution**2 / batch
-
-
 class MappingNetwork(nn.Module):
     """z (B, z_dim) [+ y] -> w (B, w_dim)."""
 
