@@ -15,31 +15,31 @@ DOCS=docs/conditional
 
 # name: flags of `gankernels train` (defaults for everything not named)
 declare -A RUNS=(
-  # the targets' command: default flags
+  # the targets' commands: default flags (R1 gamma 0.0002 * 28^2 / 64 = 0.00245)
   [dcgan-label]="--model dcgan --conditional --data mnist --steps 3000"
-  # the same with R1 gamma 10, the default before (the runs with --penalty-weight 10 were
-  # made under that default)
-  [dcgan-label-g10]="--model dcgan --conditional --data mnist --steps 3000 --penalty-weight 10"
-  # the classic input (label embedding beside z) under the same objective: G drops z
-  [dcgan-label-concat]="--model dcgan --conditional --data mnist --steps 3000 --model-option g_cond=concat"
-  # the mode-seeking term on top of the defaults: recall for label fidelity
-  [dcgan-label-ms02]="--model dcgan --conditional --data mnist --steps 3000 --mode-seeking 0.2 --penalty-weight 10"
-  # R1 gamma from the StyleGAN2-ADA heuristic (0.0002 * 28^2 / 64) instead of 10
-  [dcgan-label-g00245]="--model dcgan --conditional --data mnist --steps 3000 --penalty-weight 0.00245"
-  [dcgan-label-nomatch]="--model dcgan --conditional --data mnist --steps 3000 --no-matching"
   [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
-  # text and sound at width 32 (a quarter of the default's convolution work, for the CPU)
-  [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --width 32 --penalty-weight 10"
-  [dcgan-text-g00245]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --width 32 --penalty-weight 0.00245"
+  [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000"
+  [dcgan-sound]="--model dcgan --condition sound --data mnist --steps 3000"
+  # width 32 (a quarter of the default's convolution work, for the CPU)
+  [dcgan-text-w32]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --width 32"
+  [dcgan-sound-w32]="--model dcgan --condition sound --data mnist --steps 3000 --width 32"
   [dcgan-text-emoji]="--model dcgan --condition text --data emoji:captions --steps 3000 --width 32"
-  [dcgan-sound]="--model dcgan --condition sound --data mnist --steps 3000 --width 32 --penalty-weight 10"
-  # the same at the default width (64)
-  [dcgan-text-w64]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --penalty-weight 10"
-  [dcgan-sound-w64]="--model dcgan --condition sound --data mnist --steps 3000 --penalty-weight 10"
+  # R1 gamma 10, the default before (these runs were made under it)
+  [dcgan-label-g10]="--model dcgan --conditional --data mnist --steps 3000 --penalty-weight 10"
+  [dcgan-text-g10]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --penalty-weight 10"
+  [dcgan-sound-g10]="--model dcgan --condition sound --data mnist --steps 3000 --penalty-weight 10"
+  [dcgan-text-w32-g10]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000 --width 32 --penalty-weight 10"
+  [dcgan-sound-w32-g10]="--model dcgan --condition sound --data mnist --steps 3000 --width 32 --penalty-weight 10"
+  # the mode-seeking term: recall for label fidelity
+  [dcgan-label-ms02]="--model dcgan --conditional --data mnist --steps 3000 --mode-seeking 0.2 --penalty-weight 10"
+  # the sound encoder trained from scratch through D
   [dcgan-sound-scratch]="--model dcgan --condition sound --data mnist --steps 3000 --width 32 --sound-encoder scratch --penalty-weight 10"
+  # the classic input (label embedding beside z), and D without mismatched negatives
+  [dcgan-label-concat]="--model dcgan --conditional --data mnist --steps 3000 --model-option g_cond=concat"
+  [dcgan-label-nomatch]="--model dcgan --conditional --data mnist --steps 3000 --no-matching"
 )
-ORDER=(dcgan-label sngan-label dcgan-text dcgan-sound dcgan-label-concat dcgan-label-nomatch
-       dcgan-text-emoji dcgan-sound-scratch)
+ORDER=(sngan-label dcgan-text dcgan-label dcgan-sound dcgan-text-w32 dcgan-sound-w32
+       dcgan-text-emoji dcgan-label-concat dcgan-label-nomatch)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2
