@@ -117,8 +117,8 @@ def rule(op: str, device_type: str) -> str:
     """The fixed rule, from measurements on this project's machines. On CPUs oneDNN adds a
     conv's or linear's bias inside the matmul and torch's activation runs in place, so the
     bias + activation kernel saves nothing there; our norm + activation kernel does save
-    passes (torch's instance norm makes copies). A modulated convolution is faster on
-    CPUs as StyleGAN2 trains it (one convolution with the shared weight) than as a
+    passes (torch's instance norm makes copies). Most modulated convolutions are faster
+    on CPUs as StyleGAN2 trains them (one convolution with the shared weight) than as a
     grouped convolution over per-sample weights. On GPUs each fused kernel saves a pass
     over the activations."""
     if device_type == "cpu":
