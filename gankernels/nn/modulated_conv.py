@@ -54,6 +54,9 @@ class ModulatedConv2d(FusionChoice, nn.Module):
                 raise ValueError(
                     f"ModulatedConv2d: {name} must be one of {SUPPORTED_FACTORS}, got {v!r}"
                 )
+        for name, v in (("demodulate", demodulate), ("fused", fused)):
+            if not isinstance(v, bool):
+                raise ValueError(f"ModulatedConv2d: {name} must be a bool, got {v!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.style_dim = kernel_size, style_dim
         self.demodulate, self.up, self.down, self.fused = demodulate, up, down, fused
@@ -71,9 +74,9 @@ class ModulatedConv2d(FusionChoice, nn.Module):
         return self._fusion_forward(impl, tensors)
 
     def _fusion_config(self) -> str:
-        return f"{self.out_channels}x{self.kernel_size}x{self.kernel_size} " + (
-            f"demodulate={self.demodulate} up={self.up} down={self.down}"
-        )
+        k = self.kernel_size
+        resample = f"up={self.up} down={self.down}"
+        return f"{self.out_channels}x{k}x{k} demodulate={self.demodulate} {resample}"
 
     def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
         x, w, weight, affine_weight, affine_bias = tensors

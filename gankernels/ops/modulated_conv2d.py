@@ -241,6 +241,8 @@ def modulated_conv2d(
     padding = _int_pair("padding", padding)
     if not isinstance(demodulate, bool):
         raise ValueError(f"modulated_conv2d: demodulate must be a bool, got {demodulate!r}")
+    if not isinstance(fused, bool):
+        raise ValueError(f"modulated_conv2d: fused must be a bool, got {fused!r}")
     if not fused:
         return _modulated_conv2d_unfused(
             x, weight, styles, demodulate, up, down, padding, resample_filter
