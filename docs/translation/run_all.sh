@@ -19,16 +19,17 @@ declare -A RUNS=(
   # pix2pix with the GAN term off: the L1-only U-Net of the paper's comparison
   [p2p-shoes-l1]="--model pix2pix --data edges2fashion:shoes --image-size 32 --width 32 --batch 16 --steps 3000 --gan-weight 0"
   [identity-shoes]="identity --data edges2fashion:shoes --image-size 32"
-  [p2p-emoji]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 16 --steps 3000"
-  [p2p-emoji-l1]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 16 --steps 3000 --gan-weight 0"
+  [p2p-emoji]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 8 --steps 2500"
+  [p2p-emoji-l1]="--model pix2pix --data emoji:google2twitter --image-size 32 --width 32 --batch 8 --steps 2500 --gan-weight 0"
   # the same pairs as two unpaired sets: the true pairs only score the result
-  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 2000"
+  [cyclegan-emoji]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 8000"
+  [cyclegan-emoji-2k]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 2000"
   [identity-emoji]="identity --data emoji:google2twitter --image-size 32"
 )
 # Fashion-MNIST pairs are also scored on our Fashion-MNIST classifier's features: the
 # Inception network sees these 32 px grey images only after a 9x upsampling.
 SHOES_FEATURES="--extractor fashion"
-ORDER=(cyclegan-emoji p2p-shoes p2p-shoes-l1 p2p-emoji p2p-emoji-l1 identity-shoes identity-emoji)
+ORDER=(cyclegan-emoji cyclegan-emoji-2k p2p-shoes p2p-shoes-l1 p2p-emoji p2p-emoji-l1 identity-shoes identity-emoji)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2

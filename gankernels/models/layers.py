@@ -25,7 +25,15 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
 
 from ..fusion import FusionChoice
-from ..nn.layer_act import Conv2dAct, ConvTranspose2dAct, LinearAct, activation_, torch_activation
+from ..nn.layer_act import (
+    Conv2dAct,
+    Conv2dAvgPoolAct,
+    ConvTranspose2dAct,
+    LinearAct,
+    UpsampleConv2dAct,
+    activation_,
+    torch_activation,
+)
 from ..nn.norm_act import NormAct
 from ..nn.spectral_norm import spectral_norm as fused_spectral_norm
 from ..ops.bias_act import ACTIVATIONS, bias_act_code
@@ -407,6 +415,30 @@ class Layers:
         """Conv2d, then act."""
         m = Conv2dAct(
             in_ch, out_ch, kernel_size, stride, padding, bias=bias, act=act, alpha=alpha,
+            fused=self.fused,
+        )  # fmt: skip
+        return self._finish(m, sn, init)
+
+    def upsample_conv(
+        self, in_ch, out_ch, kernel_size, padding=0, *, act="linear", alpha=None, bias=True,
+        sn=False, init=None,
+    ) -> nn.Module:  # fmt: skip
+        """Nearest 2x upsampling, then Conv2d (stride 1), then act: the keys of a Conv2d.
+        The gankernels build folds the upsampling into the kernel (ops.upsample_conv2d)."""
+        m = UpsampleConv2dAct(
+            in_ch, out_ch, kernel_size, 1, padding, bias=bias, act=act, alpha=alpha,
+            fused=self.fused,
+        )  # fmt: skip
+        return self._finish(m, sn, init)
+
+    def conv_avgpool(
+        self, in_ch, out_ch, kernel_size, padding=0, *, act="linear", alpha=None, bias=True,
+        sn=False, init=None,
+    ) -> nn.Module:  # fmt: skip
+        """Conv2d (stride 1), then 2x average pooling, then act: the keys of a Conv2d.
+        The gankernels build folds the pooling into the kernel (ops.conv2d_avgpool)."""
+        m = Conv2dAvgPoolAct(
+            in_ch, out_ch, kernel_size, 1, padding, bias=bias, act=act, alpha=alpha,
             fused=self.fused,
         )  # fmt: skip
         return self._finish(m, sn, init)

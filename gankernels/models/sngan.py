@@ -6,8 +6,9 @@ Sizes: 28 (7 -> 14 -> 28), 32 (4 -> 8 -> 16 -> 32) and 64 (4 -> ... -> 64). Ever
 has `width` channels (the paper: 256 in G, 128 in D at 32x32). D downsamples to the
 start size, then runs one block without downsampling (the paper runs two), ReLU, a sum
 over space and a linear layer; a conditional D adds the projection <embed(y), h>. A
-conditional G concatenates a learned embedding of y to z. Weights are Xavier-uniform
-(gain sqrt(2) in the residual paths, 1 elsewhere) as in the paper's code.
+conditional G modulates its batch norms with an embedding of y (or concatenates it to
+z). Weights are Xavier-uniform (gain sqrt(2) in the residual paths, 1 elsewhere) as in
+the paper's code.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
 
 class GBlock(nn.Module):
     """x -> up(x) through a 1x1 conv (it commutes with nearest upsampling, so it runs at
-    the low resolution) plus BN-ReLU-up-conv3-BN-ReLU-conv3; with embed_dim > 0 the batch
-    norms are conditional (called as block(x, e))."""
+    the low resolution) plus BN-ReLU-up-conv3-BN-ReLU-conv3, the up-conv3 one layer
+    (Layers.upsample_conv: the upsampling folded into the kernel in the gankernels
+    build); with embed_dim > 0 the batch norms are conditional (called as block(x, e))."""
 
     def __init__(self, L: Layers, in_ch: int, out_ch: int, embed_dim: int = 0):
         super().__init__()
@@ -46,14 +48,14 @@ class GBlock(nn.Module):
             return L.norm_act(ch, "batch", "relu")
 
         self.norm1 = norm(in_ch)
-        self.conv1 = L.conv(in_ch, out_ch, 3, 1, 1, init=_residual_init)
+        self.conv1 = L.upsample_conv(in_ch, out_ch, 3, 1, init=_residual_init)
         self.norm2 = norm(out_ch)
         self.conv2 = L.conv(out_ch, out_ch, 3, 1, 1, init=_residual_init)
         self.shortcut = L.conv(in_ch, out_ch, 1, init=_plain_init)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
         norm = (lambda m, h: m(h, e)) if self.conditional else (lambda m, h: m(h))
-        h = self.conv1(_upsample(norm(self.norm1, x)))
+        h = self.conv1(norm(self.norm1, x))
         h = self.conv2(norm(self.norm2, h))
         return h + _upsample(self.shortcut(x))
 
@@ -61,30 +63,29 @@ class GBlock(nn.Module):
 class DBlock(nn.Module):
     """[ReLU]-conv3-ReLU-conv3-[avgpool] plus a shortcut (1x1 conv, then avgpool) where
     the shape changes. The first block of D (first=True) skips the leading ReLU (its
-    input is the image) and pools before its shortcut conv, as in the paper."""
+    input is the image) and pools before its shortcut conv, as in the paper. Each
+    conv-then-avgpool is one layer (Layers.conv_avgpool: the pooling folded into the
+    kernel in the gankernels build)."""
 
     def __init__(self, L: Layers, in_ch: int, out_ch: int, down: bool, first: bool = False):
         super().__init__()
-        self.first, self.down = first, down
+        self.first = first
         self.act = None if first else L.act("relu")
         self.conv1 = L.conv(in_ch, out_ch, 3, 1, 1, act="relu", sn=True, init=_residual_init)
-        self.conv2 = L.conv(out_ch, out_ch, 3, 1, 1, sn=True, init=_residual_init)
-        learnable = first or down or in_ch != out_ch
-        self.shortcut = L.conv(in_ch, out_ch, 1, sn=True, init=_plain_init) if learnable else None
+        conv = L.conv_avgpool if down else L.conv
+        self.conv2 = conv(out_ch, out_ch, 3, padding=1, sn=True, init=_residual_init)
+        self.shortcut = None
+        if first:  # pools the image first: a 1x1 conv commutes with the pooling
+            self.shortcut = L.conv(in_ch, out_ch, 1, sn=True, init=_plain_init)
+        elif down or in_ch != out_ch:
+            self.shortcut = conv(in_ch, out_ch, 1, sn=True, init=_plain_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.act is None else self.act(x)
-        h = self.conv2(self.conv1(h))
-        if self.down:
-            h = F.avg_pool2d(h, 2)
-        s = x
+        h = self.conv2(self.conv1(h))  # pooled by conv2 when down
         if self.first:
-            s = self.shortcut(F.avg_pool2d(x, 2))
-        elif self.shortcut is not None:
-            s = self.shortcut(x)
-            if self.down:
-                s = F.avg_pool2d(s, 2)
-        return h + s
+            return h + self.shortcut(F.avg_pool2d(x, 2))
+        return h + (x if self.shortcut is None else self.shortcut(x))
 
 
 G_CONDS = ("cbn", "concat")

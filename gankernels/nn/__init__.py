@@ -6,11 +6,13 @@ from .conv_block import ConvBlock, EqualizedWeight
 from .layer_act import (
     Conv1dAct,
     Conv2dAct,
+    Conv2dAvgPoolAct,
     Conv3dAct,
     ConvTranspose1dAct,
     ConvTranspose2dAct,
     ConvTranspose3dAct,
     LinearAct,
+    UpsampleConv2dAct,
 )
 from .minibatch_stddev import MinibatchStdDev
 from .modulated_conv import ModulatedConv2d
@@ -31,6 +33,8 @@ __all__ = [
     "ConvTranspose2dAct",
     "ConvTranspose3dAct",
     "LinearAct",
+    "UpsampleConv2dAct",
+    "Conv2dAvgPoolAct",
     "NormAct",
     "MinibatchStdDev",
     "ModulatedConv2d",

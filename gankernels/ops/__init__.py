@@ -6,6 +6,7 @@ from .minibatch_stddev import minibatch_stddev
 from .modulated_conv2d import modulated_conv2d
 from .norm_act import norm_act
 from .penalty import gradient_penalty, interpolate, r1_penalty
+from .resample_conv import conv2d_avgpool, upsample_conv2d
 from .spectral_norm import spectral_norm, spectral_norm_scale, spectral_norm_sigma
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
@@ -25,4 +26,6 @@ __all__ = [
     "upsample2d",
     "downsample2d",
     "filter2d",
+    "upsample_conv2d",
+    "conv2d_avgpool",
 ]
