@@ -8,6 +8,7 @@ eager torch code in float64.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -31,12 +32,15 @@ NORM_ACT_SHAPES = [(16, 256, 64, 64)]
 UPFIRDN_SHAPES = [(8, 256, 64, 64)]
 MODCONV_SHAPES = [(8, 512, 512, 16, 16)]  # batch, in, out channels, H, W (3x3 kernel)
 MBSTD_SHAPES = [(32, 512, 4, 4), (16, 256, 16, 16)]
+# batch, in, out channels, H, W of the low-resolution side (3x3 kernel): SNGAN's blocks
+RESAMPLE_SHAPES = [(64, 64, 64, 14, 14), (32, 128, 128, 16, 16)]
 QUICK = {
     "bias_act": [(4, 16, 8, 8)],
     "norm_act": [(2, 8, 8, 8)],
     "upfirdn": [(2, 8, 8, 8)],
     "modconv": [(2, 8, 8, 8, 8)],
     "mbstd": [(8, 16, 4, 4)],
+    "resample": [(2, 8, 8, 6, 6)],
 }
 FIR = (1.0, 3.0, 3.0, 1.0)  # the 4-tap binomial resampling filter of StyleGAN2
 
@@ -134,6 +138,16 @@ def torch_modulated_conv2d(x, weight, styles):
     w = torch_modconv_weight(weight, styles)
     y = F.conv2d(x.reshape(1, -1, H, W), w.flatten(0, 1), padding=weight.shape[-1] // 2, groups=N)
     return y.reshape(N, -1, *y.shape[2:])
+
+
+def torch_upsample_conv(x, w, b):
+    """SNGAN's and BigGAN's up-block: nearest upsampling, then a 3x3 convolution."""
+    return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
+
+
+def torch_conv_avgpool(x, w, b):
+    """SNGAN's and BigGAN's down-block: a 3x3 convolution, then 2x2 average pooling."""
+    return F.avg_pool2d(F.conv2d(x, w, b, padding=1), 2)
 
 
 def torch_minibatch_stddev(x, group_size=4, num_channels=1):
@@ -298,11 +312,47 @@ def _mbstd_cases(cfg: Config) -> list[Case]:
     return cases
 
 
+def _resample_conv_cases(cfg: Config) -> list[Case]:
+    from ..ops.resample_conv import conv2d_avgpool, upsample_conv2d
+
+    cases = []
+    for N, cin, cout, H, W in QUICK["resample"] if cfg.quick else RESAMPLE_SHAPES:
+
+        def inputs(cfg, N=N, cin=cin, cout=cout, H=H, W=W, scale=1):
+            return (
+                cfg.randn(N, cin, H * scale, W * scale).requires_grad_(),
+                cfg.randn(cout, cin, 3, 3).requires_grad_(),
+                cfg.randn(cout).requires_grad_(),
+            )
+
+        def ours_up(x, w, b):
+            return upsample_conv2d(x, w, b, 1)
+
+        def ours_down(x, w, b):
+            return conv2d_avgpool(x, w, b, 1)
+
+        size = f"{N}x{cout}x{cin}x3x3"
+        up = _prepare(inputs, ours_up, torch_upsample_conv, lambda c: 0)
+        cases.append(Case("conv", "upsample_conv", f"{size} {H}x{W}->{2 * H}x{2 * W}", up))
+        down_inputs = functools.partial(inputs, scale=2)
+        down = _prepare(down_inputs, ours_down, torch_conv_avgpool, lambda c: 0)
+        cases.append(Case("conv", "conv_avgpool", f"{size} {2 * H}x{2 * W}->{H}x{W}", down))
+    return cases
+
+
 @register_op("conv")
 def conv_cases(cfg: Config) -> list[Case]:
     """Conv-block ops against the eager torch code they replace."""
     cases = []
-    for group in (_bias_act_cases, _norm_act_cases, _upfirdn_cases, _modconv_cases, _mbstd_cases):
+    groups = (
+        _bias_act_cases,
+        _norm_act_cases,
+        _upfirdn_cases,
+        _modconv_cases,
+        _mbstd_cases,
+        _resample_conv_cases,
+    )
+    for group in groups:
         cases += group(cfg)
     return cases
 
