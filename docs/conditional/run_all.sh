@@ -18,6 +18,9 @@ declare -A RUNS=(
   # the targets' commands: default flags (R1 gamma 0.0002 * 28^2 / 64 = 0.00245)
   [dcgan-label]="--model dcgan --conditional --data mnist --steps 3000"
   [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
+  # SNGAN at width 32: R1 at lr 2e-4 (at R1's 2e-3 its D stops learning), and hinge
+  [sngan-label-w32-lr2e-4]="--model sngan --conditional --data mnist --steps 3000 --width 32 --lr-g 2e-4 --lr-d 2e-4"
+  [sngan-label-w32-hinge]="--model sngan --conditional --data mnist --steps 3000 --width 32 --loss hinge --n-critic 1"
   [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000"
   [dcgan-sound]="--model dcgan --condition sound --data mnist --steps 3000"
   # width 32 (a quarter of the default's convolution work, for the CPU)
