@@ -419,25 +419,22 @@ class Layers:
         )  # fmt: skip
         return self._finish(m, sn, init)
 
-    def upsample_conv(
-        self, in_ch, out_ch, kernel_size, padding=0, *, act="linear", alpha=None, bias=True,
-        sn=False, init=None,
-    ) -> nn.Module:  # fmt: skip
+    def upsample_conv(self, in_ch, out_ch, kernel_size, padding=0, **kwargs) -> nn.Module:
         """Nearest 2x upsampling, then Conv2d (stride 1), then act: the keys of a Conv2d.
-        The gankernels build folds the upsampling into the kernel (ops.upsample_conv2d)."""
-        m = UpsampleConv2dAct(
-            in_ch, out_ch, kernel_size, 1, padding, bias=bias, act=act, alpha=alpha,
-            fused=self.fused,
-        )  # fmt: skip
-        return self._finish(m, sn, init)
+        The gankernels build folds the upsampling into the kernel (ops.upsample_conv2d).
+        kwargs: act, alpha, bias, sn, init as for conv."""
+        return self._resample_conv(UpsampleConv2dAct, in_ch, out_ch, kernel_size, padding, **kwargs)
 
-    def conv_avgpool(
-        self, in_ch, out_ch, kernel_size, padding=0, *, act="linear", alpha=None, bias=True,
-        sn=False, init=None,
-    ) -> nn.Module:  # fmt: skip
+    def conv_avgpool(self, in_ch, out_ch, kernel_size, padding=0, **kwargs) -> nn.Module:
         """Conv2d (stride 1), then 2x average pooling, then act: the keys of a Conv2d.
         The gankernels build folds the pooling into the kernel (ops.conv2d_avgpool)."""
-        m = Conv2dAvgPoolAct(
+        return self._resample_conv(Conv2dAvgPoolAct, in_ch, out_ch, kernel_size, padding, **kwargs)
+
+    def _resample_conv(
+        self, cls, in_ch, out_ch, kernel_size, padding, *, act="linear", alpha=None, bias=True,
+        sn=False, init=None,
+    ) -> nn.Module:  # fmt: skip
+        m = cls(
             in_ch, out_ch, kernel_size, 1, padding, bias=bias, act=act, alpha=alpha,
             fused=self.fused,
         )  # fmt: skip

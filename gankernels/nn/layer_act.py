@@ -216,8 +216,8 @@ class _ResampleConv2dAct(Conv2dAct):
 
     def _fusion_forward(self, impl: str, tensors: list) -> torch.Tensor:
         x, w, b = tensors
-        fn = type(self)._folded if impl == "fused" else type(self)._plain
-        return activation_(fn(x, w, b, self.padding), self.act, self._alpha)
+        y = type(self)._folded(x, w, b, self.padding) if impl == "fused" else self._layer(x, w, b)
+        return activation_(y, self.act, self._alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.weight, self.bias
