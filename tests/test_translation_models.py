@@ -114,6 +114,8 @@ def _grads(*modules):
         ("cyclegan", 32, {"n_blocks": 2}, "train"),
         ("cyclegan", 32, {"n_blocks": 2}, "eval"),
         ("cyclegan", 64, {"g_norm": "batch", "n_blocks": 1, "d_layers": 2}, "train"),
+        ("cyclegan", 32, {"n_blocks": 1, "g_upsample": "nearest"}, "train"),
+        ("cyclegan", 32, {"n_blocks": 1, "g_upsample": "nearest"}, "eval"),
     ],
 )
 def test_reference_twin_matches_fused(name, size, options, mode):
@@ -230,6 +232,8 @@ def test_named_errors():
         _build("pix2pix", 32, d_layers=3)
     with pytest.raises(ValueError, match="n_blocks must be an int"):
         _build("cyclegan", 32, n_blocks=-1)
+    with pytest.raises(ValueError, match="g_upsample must be one of"):
+        _build("cyclegan", 32, g_upsample="bilinear")
     with pytest.raises(TypeError):
         _build("cyclegan", 32, dropout=0.5)  # a pix2pix option
 

@@ -13,7 +13,10 @@ padded input, instance norm, ReLU), d2w and d4w (3x3 stride-2 convs, instance no
 `n_blocks` residual blocks at 4w channels (reflection pad, 3x3 conv, instance norm, ReLU,
 reflection pad, 3x3 conv, instance norm, plus the input), u2w and uw (3x3 stride-2
 transposed convs, instance norm, ReLU) and c7s1-out with tanh. n_blocks defaults to the
-paper's 6 up to 128 px and 9 above. Weights N(0, 0.02).
+paper's 6 up to 128 px and 9 above. Weights N(0, 0.02). g_upsample="nearest" replaces each
+transposed conv by nearest 2x upsampling and a 3x3 conv (Odena et al. 2016: no
+checkerboard pattern from the uneven overlap of a stride-2 kernel); the gankernels build
+folds the upsampling into the kernel (ops.upsample_conv2d).
 
 Norm: instance norm, affine, as the paper and its reference implementation use (the
 style of one image must not depend on the others in its batch). The reference
@@ -27,6 +30,8 @@ default; receptive fields listed there: 70x70 at 256 px).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -36,6 +41,7 @@ from .pix2pix import SIZES, PatchDiscriminator, check_image
 DIRECTIONS = ("a2b", "b2a")
 DOMAINS = ("a", "b")
 G_NORMS = ("instance", "batch")
+G_UPSAMPLES = ("transpose", "nearest")
 
 
 def default_blocks(img_size: int) -> int:
@@ -69,6 +75,7 @@ class ResnetGenerator(nn.Module):
         n_blocks: int | None = None,
         norm: str = "instance",
         reference: bool = False,
+        upsample: str = "transpose",
     ):
         super().__init__()
         if img_size not in SIZES:
@@ -87,6 +94,8 @@ class ResnetGenerator(nn.Module):
             raise ValueError(f"cyclegan: n_blocks must be an int >= 0, got {n_blocks!r}")
         if norm not in G_NORMS:
             raise ValueError(f"cyclegan: g_norm must be 'instance' or 'batch', got {norm!r}")
+        if upsample not in G_UPSAMPLES:
+            raise ValueError(f"cyclegan: g_upsample must be one of {G_UPSAMPLES}, got {upsample!r}")
         L = Layers(fused=not reference)
         self.in_channels, self.out_channels, self.img_size = in_channels, out_channels, img_size
         self.n_blocks = n_blocks
@@ -101,10 +110,14 @@ class ResnetGenerator(nn.Module):
             L.norm_act(4 * w, norm, "relu"),
         )
         self.blocks = nn.Sequential(*[ResnetBlock(L, 4 * w, norm) for _ in range(n_blocks)])
+        if upsample == "transpose":
+            up = functools.partial(L.upconv, kernel_size=3, bias=False)
+        else:
+            up = functools.partial(L.upsample_conv, kernel_size=3, padding=1, bias=False)
         self.up = nn.Sequential(
-            L.upconv(4 * w, 2 * w, 3, bias=False),
+            up(4 * w, 2 * w),
             L.norm_act(2 * w, norm, "relu"),
-            L.upconv(2 * w, w, 3, bias=False),
+            up(2 * w, w),
             L.norm_act(w, norm, "relu"),
         )
         self.out = L.conv_reflect(w, out_channels, 7, act="tanh")
@@ -163,15 +176,17 @@ def build(
     g_norm: str = "instance",
     d_norm: str | None = "instance",
     d_layers: int | None = None,
+    g_upsample: str = "transpose",
 ) -> tuple[CycleGenerator, CycleDiscriminator]:
     """(G, D) with G.a2b, G.b2a, D.a, D.b. width sets both (default 64, the paper's),
     g_width / d_width one of them; n_blocks the residual blocks of each generator;
-    d_layers the PatchGANs' stride-2 layer count."""
+    d_layers the PatchGANs' stride-2 layer count; g_upsample "transpose" (the paper's
+    transposed convs) or "nearest" (upsampling, then a conv)."""
     width = 64 if width is None else width
     gw, dw = g_width or width, d_width or width
 
     def generator(cin, cout):
-        return ResnetGenerator(cin, cout, img_size, gw, n_blocks, g_norm, reference)
+        return ResnetGenerator(cin, cout, img_size, gw, n_blocks, g_norm, reference, g_upsample)
 
     def discriminator(channels):
         return PatchDiscriminator(channels, 0, img_size, dw, d_norm, d_layers, reference)
