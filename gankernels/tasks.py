@@ -42,6 +42,7 @@ TRANSLATION_MODELS = models.TRANSLATION_MODELS
 DEFAULT_LOSS = {"pix2pix": "nonsaturating", "cyclegan": "lsgan", "stylegan2": "r1"}
 DEFAULT_LOSS_CONDITIONAL = "r1"
 DEFAULT_LOSS_OTHERS = "wgan-gp"
+SNGAN_R1_LR = (2e-4, 8e-4)  # (G, D); measured in docs/conditional
 
 # Random streams of one step (see train.step_generator): D step i draws its noise from
 # stream 2i and its penalty mixing weights from 2i + 1 (i < 30); the pools use 60 and 61,
@@ -95,6 +96,8 @@ class Task:
     log_terms: tuple[str, ...] = ()  # G-side loss terms logged next to loss_d and loss_g
     trains_d = True
     lr_decay = False  # the default of TrainConfig.lr_decay
+    lr_g: float | None = None  # the defaults of TrainConfig.lr_g / lr_d; None: the loss's
+    lr_d: float | None = None
 
     def __init__(self, config, loss: GANLoss, ranks, device: torch.device, log=print):
         self.config, self.loss, self.ranks, self.device = config, loss, ranks, device
@@ -292,6 +295,12 @@ class GenerationTask(Task):
             self.loss = replace(loss, penalty_weight=gamma)
             log(f"{loss.penalty} gamma {gamma:.3g} (0.0002 * {data.image_size}^2 / batch "
                 f"{config.batch}, StyleGAN2-ADA); --penalty-weight sets another")  # fmt: skip
+        if config.model == "sngan" and loss.name == "r1":
+            # R1's lr 2e-3 (StyleGAN2's) stops the spectral-norm ResNet D within 200 steps
+            # and 2e-4 teaches it slowly: two time scales (Heusel et al. 2017), D at 4x G.
+            self.lr_g, self.lr_d = SNGAN_R1_LR
+            log(f"sngan + r1 defaults: lr G {self.lr_g:g}, D {self.lr_d:g} (two time scales); "
+                "--lr-g / --lr-d set others")  # fmt: skip
         num_classes = data.num_classes if self.kind == "label" else 0
         if self.kind == "label" and not num_classes:
             raise ValueError(f"conditional: data set {config.data!r} has no class labels")

@@ -426,8 +426,10 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     G.to(device, memory_format=memory_format)
     D.to(device, memory_format=memory_format)
     check_compatible(loss, D, config)
-    opt_g = _optimizer(loss, G, config.lr_g, lazy_every=1)
-    opt_d = _optimizer(loss, D, config.lr_d, lazy_every=loss.reg_every if loss.penalty else 1)
+    lr_g = task.lr_g if config.lr_g is None else config.lr_g
+    lr_d = task.lr_d if config.lr_d is None else config.lr_d
+    opt_g = _optimizer(loss, G, lr_g, lazy_every=1)
+    opt_d = _optimizer(loss, D, lr_d, lazy_every=loss.reg_every if loss.penalty else 1)
     lr_decay = task.lr_decay if config.lr_decay is None else config.lr_decay
     G_ema = copy.deepcopy(G).requires_grad_(False) if config.ema > 0 else None
 

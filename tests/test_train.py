@@ -357,6 +357,18 @@ def test_d_step_computes_sigma_once(tmp_path, monkeypatch, reference):
     assert layers and len(held) == 3 * 2 * len(layers)  # steps x D steps x layers
 
 
+@pytest.mark.parametrize("lr_d", [None, 1e-3])
+def test_sngan_r1_defaults_to_two_time_scales(tmp_path, lr_d):
+    """SNGAN under R1 trains G at 2e-4 and D at 8e-4 (not R1's 2e-3) unless told."""
+    config = tiny(tmp_path, model="sngan", conditional=True, steps=1, lr_d=lr_d)
+    assert config.loss == "r1"
+    train(config)
+    ckpt = load(tmp_path / "run" / "last.pt")
+    lazy = 16 / 17  # lazy R1 every 16 D steps scales D's lr (StyleGAN2)
+    assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
+    assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx((lr_d or 8e-4) * lazy)
+
+
 def test_r1_gamma_defaults_to_the_ada_heuristic(tmp_path):
     config = tiny(tmp_path, model="stylegan2")
     assert config.loss == "r1"  # StyleGAN2's objective

@@ -20,6 +20,9 @@ declare -A RUNS=(
   [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
   # SNGAN at width 32: R1 at lr 2e-4 (at R1's 2e-3 its D stops learning), and hinge
   [sngan-label-w32-lr2e-4]="--model sngan --conditional --data mnist --steps 3000 --width 32 --lr-g 2e-4 --lr-d 2e-4"
+  # two time-scale: D at 4x G's rate (spectral norm shrinks its Adam steps, see findings)
+  [sngan-label-w32-ttur]="--model sngan --conditional --data mnist --steps 3000 --width 32 --lr-g 2e-4 --lr-d 8e-4"
+  [sngan-label-w32-ttur-6k]="--model sngan --conditional --data mnist --steps 6000 --width 32 --lr-g 2e-4 --lr-d 8e-4"
   [sngan-label-w32-hinge]="--model sngan --conditional --data mnist --steps 3000 --width 32 --loss hinge --n-critic 1"
   [sngan-label-w32-lr2e-4-ms02]="--model sngan --conditional --data mnist --steps 3000 --width 32 --lr-g 2e-4 --lr-d 2e-4 --mode-seeking 0.2"
   [dcgan-text]="--model dcgan --condition text --data fashion-mnist:captions --steps 3000"
