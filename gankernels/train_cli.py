@@ -50,8 +50,8 @@ HELP = {
     "width": "channel width of G and D (default: the model's)",
     "model_options": "a model-specific option, repeatable: d_norm=instance, g_norm=none, "
     "g_width=32, d_width=32, w_dim=64, mapping_layers=2, mbstd_group_size=2",
-    "lr_g": "G learning rate (default: the loss's, from its paper)",
-    "lr_d": "D learning rate (default: the loss's)",
+    "lr_g": "G learning rate (default: the loss's, from its paper; sngan + r1: 2e-4)",
+    "lr_d": "D learning rate (default: the loss's; sngan + r1: 8e-4)",
     "n_critic": "D steps per G step (default: the loss's: 5 for WGANs)",
     "penalty_weight": "gradient-penalty weight: WGAN-GP lambda, or R1/R2 gamma (default for "
     "noise-to-image models: 0.0002 * image size^2 / batch, StyleGAN2-ADA's)",
