@@ -43,6 +43,7 @@ DEFAULT_LOSS = {"pix2pix": "nonsaturating", "cyclegan": "lsgan", "stylegan2": "r
 DEFAULT_LOSS_CONDITIONAL = "r1"
 DEFAULT_LOSS_OTHERS = "wgan-gp"
 SNGAN_R1_LR = (2e-4, 8e-4)  # (G, D); measured in docs/conditional
+SNGAN_R1_WIDTH = 32  # the width those rates were measured at (64: 4x the work, not run)
 
 # Random streams of one step (see train.step_generator): D step i draws its noise from
 # stream 2i and its penalty mixing weights from 2i + 1 (i < 30); the pools use 60 and 61,
@@ -295,12 +296,14 @@ class GenerationTask(Task):
             self.loss = replace(loss, penalty_weight=gamma)
             log(f"{loss.penalty} gamma {gamma:.3g} (0.0002 * {data.image_size}^2 / batch "
                 f"{config.batch}, StyleGAN2-ADA); --penalty-weight sets another")  # fmt: skip
+        width = config.width
         if config.model == "sngan" and loss.name == "r1":
             # R1's lr 2e-3 (StyleGAN2's) stops the spectral-norm ResNet D within 200 steps
             # and 2e-4 teaches it slowly: two time scales (Heusel et al. 2017), D at 4x G.
             self.lr_g, self.lr_d = SNGAN_R1_LR
-            log(f"sngan + r1 defaults: lr G {self.lr_g:g}, D {self.lr_d:g} (two time scales); "
-                "--lr-g / --lr-d set others")  # fmt: skip
+            width = width or SNGAN_R1_WIDTH
+            log(f"sngan + r1 defaults: lr G {self.lr_g:g}, D {self.lr_d:g} (two time scales), "
+                f"width {width}; --lr-g / --lr-d / --width set others")  # fmt: skip
         num_classes = data.num_classes if self.kind == "label" else 0
         if self.kind == "label" and not num_classes:
             raise ValueError(f"conditional: data set {config.data!r} has no class labels")
@@ -322,7 +325,7 @@ class GenerationTask(Task):
             img_size=data.image_size,
             z_dim=config.z_dim,
             num_classes=num_classes,
-            width=config.width,
+            width=width,
             reference=config.reference,
             **config.model_options,
         )

@@ -47,7 +47,7 @@ HELP = {
     "gan_int": "GAN-INT: G also learns from interpolated conditions (default: on for text)",
     "image_size": "image size (default: the data set's own size)",
     "z_dim": "latent size (default: the model's)",
-    "width": "channel width of G and D (default: the model's)",
+    "width": "channel width of G and D (default: the model's; sngan + r1: 32)",
     "model_options": "a model-specific option, repeatable: d_norm=instance, g_norm=none, "
     "g_width=32, d_width=32, w_dim=64, mapping_layers=2, mbstd_group_size=2",
     "lr_g": "G learning rate (default: the loss's, from its paper; sngan + r1: 2e-4)",

@@ -369,6 +369,21 @@ def test_sngan_r1_defaults_to_two_time_scales(tmp_path, lr_d):
     assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx((lr_d or 8e-4) * lazy)
 
 
+@pytest.mark.parametrize("width", [None, 8])
+def test_sngan_r1_defaults_to_the_measured_width(tmp_path, width):
+    """The SNGAN + R1 recipe's width (32) unless --width is given; the checkpoint records
+    the width built so that eval and resume rebuild the same networks."""
+    config = tiny(tmp_path, model="sngan", conditional=True, steps=1, width=width)
+    said = []
+    task = make_task(config, get_loss("r1"), Dist(), torch.device("cpu"), log=said.append)
+    assert task.build_info["width"] == (width or 32)
+    assert task.G.width == (width or 32)
+    assert any(f"width {width or 32}" in s for s in said)
+    dcgan = make_task(tiny(tmp_path, model="dcgan", conditional=True, width=None),
+                      get_loss("r1"), Dist(), torch.device("cpu"))  # fmt: skip
+    assert dcgan.build_info["width"] is None  # other models keep their own default
+
+
 def test_r1_gamma_defaults_to_the_ada_heuristic(tmp_path):
     config = tiny(tmp_path, model="stylegan2")
     assert config.loss == "r1"  # StyleGAN2's objective

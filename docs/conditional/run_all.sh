@@ -17,7 +17,8 @@ DOCS=docs/conditional
 declare -A RUNS=(
   # the targets' commands: default flags (R1 gamma 0.0002 * 28^2 / 64 = 0.00245)
   [dcgan-label]="--model dcgan --conditional --data mnist --steps 3000"
-  [sngan-label]="--model sngan --conditional --data mnist --steps 3000"
+  # SNGAN + R1 defaults: width 32, lr G 2e-4, D 8e-4 (the recipe of sngan-label-w32-ttur)
+  [sngan-label]="--model sngan --conditional --data mnist --steps 6000"
   # SNGAN at width 32: R1 at lr 2e-4 (at R1's 2e-3 its D stops learning), and hinge
   [sngan-label-w32-lr2e-4]="--model sngan --conditional --data mnist --steps 3000 --width 32 --lr-g 2e-4 --lr-d 2e-4"
   # two time-scale: D at 4x G's rate (spectral norm shrinks its Adam steps, see findings)
