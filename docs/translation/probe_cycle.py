@@ -63,4 +63,6 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python docs/translation/probe_cycle.py RUN/last.pt (a CycleGAN run)")
     main(sys.argv[1])
