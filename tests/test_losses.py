@@ -145,6 +145,26 @@ def test_make_optimizer_follows_the_recipe():
     assert opt.defaults["betas"] == pytest.approx((0.0, 0.99**c))
 
 
+def test_adam_is_fused_and_steps_like_torch_default_adam():
+    torch.manual_seed(0)
+    shapes = [(5, 3, 3, 3), (7,), (33, 17)]
+    ours = [nn.Parameter(torch.randn(s)) for s in shapes]
+    plain = [nn.Parameter(p.detach().clone()) for p in ours]
+    start = [p.detach().clone() for p in ours]
+    opt = L.LOSSES["wgan-gp"].make_optimizer(ours)
+    ref = torch.optim.Adam(plain, lr=opt.defaults["lr"], betas=opt.defaults["betas"])
+    assert opt.defaults["fused"] is True
+    for _ in range(5):
+        for a, b in zip(ours, plain, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt.step()
+        ref.step()
+    for a, b, a0 in zip(ours, plain, start, strict=True):
+        assert not torch.equal(a, a0)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 def _critic():
     return nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
 
