@@ -15,8 +15,10 @@ import sys
 
 import torch
 
+from gankernels import checkpoint
 from gankernels.metrics import load_generator
 from gankernels.nn.modulated_conv import ModulatedConv2d
+from gankernels.tasks import build_info_of, build_networks
 
 
 def spread(G, z: torch.Tensor, y, w_of) -> float:
@@ -38,9 +40,9 @@ def main(path: str, init: bool) -> None:
     G = load_generator(path, ema=False)
     if not hasattr(G, "mapping"):
         sys.exit(f"{path}: not a StyleGAN2-style generator")
-    if init:
+    if init:  # the checkpoint's architecture, rebuilt with fresh weights
         torch.manual_seed(0)
-        G = _fresh(G)
+        G, _ = build_networks(build_info_of(checkpoint.load(path, kind="generation")))
     z = torch.randn(1024, G.z_dim, generator=torch.Generator().manual_seed(1))
     y = torch.arange(1024) % G.num_classes if G.num_classes else None
     w = G.mapping(z, y)
@@ -52,16 +54,6 @@ def main(path: str, init: bool) -> None:
             only = spread(G, z, y, lambda m, layer=layer: w if m is layer else w0)
             print(f"{name:28s} {styles.std(0).mean().item():20.3f} {only:20.3f}")
     print(f"{'all layers':28s} {'':20s} {spread(G, z, y, lambda m: w):20.3f}")
-
-
-def _fresh(G):
-    """A G of the same architecture, freshly initialised."""
-    from gankernels.models.stylegan2 import Generator
-
-    return Generator(
-        G.z_dim, G.img_channels, G.img_size, G.num_classes, G.const.shape[0],
-        reference=True, w_dim=G.w_dim, mapping_layers=len(G.mapping.layers),
-    )  # fmt: skip
 
 
 if __name__ == "__main__":
