@@ -35,10 +35,14 @@ declare -A RUNS=(
   # The StyleGAN2 paper's learning rate (2e-3 above) collapses this small G on MNIST
   # within 500 steps; at a tenth of it the collapse comes later (see README.md).
   [stylegan2-r1-lr2e-4]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10 --lr-g 2e-4 --lr-d 2e-4"
+  # G slower than D (two time scales): with the paper's rate on both, D cannot follow
+  # G's moves and G drops its dependence on z (see README.md).
+  [stylegan2-r1-glr2e-4]="--steps 3000 --model stylegan2 --loss r1 --width 16 --lr-g 2e-4"
+  [stylegan2-r1-glr5e-4]="--steps 3000 --model stylegan2 --loss r1 --width 16 --lr-g 5e-4"
 )
 # Longest first, so that the two queues finish together.
 ORDER=(dcgan-wgan-gp dcgan-wgan sngan-hinge-conditional sngan-hinge sngan-hinge-conditional-ms
-       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
+       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 stylegan2-r1-glr2e-4 stylegan2-r1-glr5e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2
