@@ -8,6 +8,11 @@ precision / recall and class histogram of 10000 samples at the end.
     python docs/training/pairing_experiment.py --g stylegan2 --d dcgan --d-width 32
     python docs/training/pairing_experiment.py --d-filter 1,1 --d-plain --mbstd 32
     python docs/training/pairing_experiment.py --steps 3000 --d dcgan --d-width 32 --fid
+    python docs/training/pairing_experiment.py --fit --steps 300 --g dcgan --g-width 32
+
+--fit leaves D out: G alone is fitted (mean squared error, same optimiser) to 64 MNIST
+digits from 64 fixed draws of z, which shows how fast it can learn to make different
+images from different z at all.
 
 Each log line also gives the share of the energy of D's input gradient (on that step's
 fakes) that a 2x2 block average does not hold: how much D tells G about detail finer than
@@ -27,10 +32,23 @@ from gankernels.models import dcgan, stylegan2
 from gankernels.nn.upfirdn2d import Downsample2d
 
 
-def build(model: str, width: int, mbstd: int):
+def build(model: str, width: int, mbstd: int, g_norm: str | None = "batch"):
     if model == "stylegan2":
         return stylegan2.build(img_size=28, width=width, mbstd_group_size=mbstd)
-    return dcgan.build(img_size=28, width=width)
+    return dcgan.build(img_size=28, width=width, g_norm=g_norm)
+
+
+def fit(G, g_kwargs: dict, targets: torch.Tensor, steps: int, lr: float) -> None:
+    z = torch.randn(len(targets), G.z_dim)
+    opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99))
+    start = time.time()
+    for step in range(steps + 1):
+        loss = F.mse_loss(G(z, **g_kwargs), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0:
+            print(f"step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f} s", flush=True)
 
 
 def plain_block(block):
@@ -70,19 +88,24 @@ def main() -> None:
     p.add_argument("--d-filter", default="1,3,3,1", help="StyleGAN2 D's downsampling taps")
     p.add_argument("--d-plain", action="store_true", help="StyleGAN2 D without residual skips")
     p.add_argument("--fid", action="store_true", help="score 10000 samples at the end")
+    p.add_argument("--fit", action="store_true", help="fit G alone to 64 digits (no D)")
+    p.add_argument("--g-norm", choices=("batch", "none"), default="batch", help="DCGAN G's norm")
     args = p.parse_args()
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     reals = to_model_range(load_dataset("mnist", "train").images)
-    G = build(args.g, args.g_width, args.mbstd)[0]
+    G = build(args.g, args.g_width, args.mbstd, None if args.g_norm == "none" else "batch")[0]
+    g_kwargs = {"noise_mode": "none"} if args.g == "stylegan2" else {}
+    if args.fit:
+        fit(G, g_kwargs, reals[:64], args.steps, args.lr_g)
+        return
     D = build(args.d, args.d_width, args.mbstd)[1]
     taps = tuple(int(t) for t in args.d_filter.split(","))
     for block in getattr(D, "blocks", []):  # the StyleGAN2 D's
         block.downsample = Downsample2d(2, taps)
         if args.d_plain:
             block.forward = plain_block(block)
-    g_kwargs = {"noise_mode": "none"} if args.g == "stylegan2" else {}
     lazy = 16 / 17  # StyleGAN2's lr and beta correction for R1 every 16 steps
     opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d * lazy, betas=(0.0, 0.99**lazy))
