@@ -37,12 +37,14 @@ declare -A RUNS=(
   [cyclegan-emoji-d64-l2]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 8000 --model-option g_upsample=nearest --model-option d_width=64 --model-option d_layers=2 --identity-weight 10"
   # the same without instance norm in the discriminators
   [cyclegan-emoji-d64-l2-dnone]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 8000 --model-option g_upsample=nearest --model-option d_width=64 --model-option d_layers=2 --model-option d_norm=none --identity-weight 10"
+  # the same recipe with another seed: how far the scores move between two runs
+  [cyclegan-emoji-d64-l2-dnone-s1]="--model cyclegan --data emoji:google2twitter --image-size 32 --width 16 --batch 4 --steps 8000 --model-option g_upsample=nearest --model-option d_width=64 --model-option d_layers=2 --model-option d_norm=none --identity-weight 10 --seed 1"
   [identity-emoji]="identity --data emoji:google2twitter --image-size 32"
 )
 # Fashion-MNIST pairs are also scored on our Fashion-MNIST classifier's features: the
 # Inception network sees these 32 px grey images only after a 9x upsampling.
 SHOES_FEATURES="--extractor fashion"
-ORDER=(cyclegan-emoji cyclegan-emoji-2k cyclegan-emoji-nearest cyclegan-emoji-id10 cyclegan-emoji-id10-12k cyclegan-emoji-d64 cyclegan-emoji-d64-l2 cyclegan-emoji-d64-l2-dnone p2p-shoes p2p-shoes-l1 p2p-emoji p2p-emoji-l1 identity-shoes identity-emoji)
+ORDER=(cyclegan-emoji cyclegan-emoji-2k cyclegan-emoji-nearest cyclegan-emoji-id10 cyclegan-emoji-id10-12k cyclegan-emoji-d64 cyclegan-emoji-d64-l2 cyclegan-emoji-d64-l2-dnone cyclegan-emoji-d64-l2-dnone-s1 p2p-shoes p2p-shoes-l1 p2p-emoji p2p-emoji-l1 identity-shoes identity-emoji)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2
