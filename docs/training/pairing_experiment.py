@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import gankernels as gk
 from gankernels import metrics
 from gankernels.data import load_dataset, to_model_range
+from gankernels.losses import minimax_d_loss, nonsaturating_g_loss
 from gankernels.models import dcgan, stylegan2
 from gankernels.nn.upfirdn2d import Downsample2d
 
@@ -106,7 +107,7 @@ def main() -> None:
         block.downsample = Downsample2d(2, taps)
         if args.d_plain:
             block.forward = plain_block(block)
-    lazy = 16 / 17  # StyleGAN2's lr and beta correction for R1 every 16 steps
+    lazy = 16 / 17  # GANLoss.make_optimizer's correction for R1 every 16 steps
     opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d * lazy, betas=(0.0, 0.99**lazy))
     fixed_z = torch.randn(256, G.z_dim)
@@ -115,14 +116,14 @@ def main() -> None:
     for step in range(args.steps + 1):
         real = reals[torch.randint(len(reals), (64,))]
         fake = G(torch.randn(64, G.z_dim)).detach()
-        d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        d_loss = minimax_d_loss(D(real), D(fake))
         opt_d.zero_grad()
         d_loss.backward()
         if args.gamma and gk.lazy_due(step, 16):
             gk.r1_penalty(D, real, gamma=args.gamma, every=16).backward()
         opt_d.step()
         D.requires_grad_(False)
-        g_loss = F.softplus(-D(G(torch.randn(64, G.z_dim)))).mean()
+        g_loss = nonsaturating_g_loss(D(G(torch.randn(64, G.z_dim))))
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
