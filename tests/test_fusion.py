@@ -52,6 +52,23 @@ LAYERS = {
     "conv3d_lrelu": (lambda: Conv3dAct(2, 3, 3, padding=1, act="lrelu"), [(2, 2, 3, 4, 5)]),
     "convT2d_relu": (lambda: ConvTranspose2dAct(4, 3, 4, 2, 1, act="relu"), [(2, 4, 5, 3)]),
     "linear_tanh": (lambda: LinearAct(6, 5, act="tanh"), [(3, 6)]),
+    # A kernel that covers the whole input, or a transposed one from a single position:
+    # the gankernels build runs these as matrix products.
+    "conv2d_whole_input": (
+        lambda: Conv2dAct(3, 5, (4, 3), stride=2, act="lrelu"),
+        [(2, 3, 4, 3)],
+    ),
+    "conv2d_whole_input_linear": (lambda: Conv2dAct(3, 1, 5, act="linear"), [(4, 3, 5, 5)]),
+    "conv1d_whole_input": (lambda: Conv1dAct(3, 4, 5, padding="valid", act="relu"), [(2, 3, 5)]),
+    "conv3d_whole_input": (lambda: Conv3dAct(2, 3, (2, 3, 2), act="tanh"), [(2, 2, 2, 3, 2)]),
+    "convT2d_one_position": (
+        lambda: ConvTranspose2dAct(4, 3, (4, 3), 2, act="relu"),
+        [(2, 4, 1, 1)],
+    ),
+    "convT2d_one_position_no_bias": (
+        lambda: ConvTranspose2dAct(4, 3, 3, bias=False, act="lrelu"),
+        [(2, 4, 1, 1)],
+    ),
     "instance_relu": (lambda: _norm_act("instance", "relu"), [(2, 5, 6, 7)]),
     "instance_plain_lrelu": (lambda: _norm_act("instance", "lrelu", affine=False), [(2, 5, 6, 7)]),
     "instance_tracked_train": (
@@ -136,22 +153,37 @@ def _assert_same(a, b, **tol):
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_both_implementations_agree_in_float64(name):
     module, inputs = _build(name)
-    _assert_same(_run(module, inputs, "fused"), _run(module, inputs, "torch"), **F64)
+    fused = _run(module, inputs, "fused")
+    _assert_same(fused, _run(module, inputs, "torch"), **F64)
     # The reference twin (plain torch modules) where the layer has one.
     if hasattr(module, "fused") and not isinstance(module, NormAct):
         module.fused = False
-        _assert_same(_run(module, inputs, "fused"), _run(module, inputs, "torch"), **F64)
+        reference = _run(module, inputs, "torch")
+        _assert_same(_run(module, inputs, "fused"), reference, **F64)
+        _assert_same(fused, reference, **F64)
 
 
-@pytest.mark.parametrize("name", ["conv2d_lrelu", "instance_relu", "batch_train_relu"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "conv2d_lrelu",
+        "instance_relu",
+        "batch_train_relu",
+        "conv2d_whole_input",
+        "convT2d_one_position",
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_both_implementations_agree_in_low_precision_and_channels_last(name, dtype):
     module, inputs = _build(name, dtype)
-    inputs[0] = inputs[0].contiguous(memory_format=torch.channels_last)
+    inputs[0] = torch.empty_like(inputs[0], memory_format=torch.channels_last).copy_(inputs[0])
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=3e-2, atol=3e-2)
     fused = _run(module, inputs, "fused", order2=False)
     plain = _run(module, inputs, "torch", order2=False)
     _assert_same(fused, plain, **tol)
+    if not isinstance(module, NormAct):
+        module.fused = False
+        _assert_same(fused, _run(module, inputs, "torch", order2=False), **tol)
 
 
 def test_noise_bias_act_agrees_without_noise():

@@ -2,6 +2,8 @@
 gradients of every order in float64, and the whole-regulariser helpers against the
 textbook WGAN-GP and R1 recipes."""
 
+import itertools
+
 import pytest
 import torch
 from conftest import available_backends
@@ -11,7 +13,7 @@ import gankernels as gk
 
 BACKENDS = available_backends()
 IDS = [b for b, _ in BACKENDS]
-SHAPES = [(5, 3, 7, 9), (1, 4), (3, 1, 1, 1), (6, 2, 5, 5)]
+SHAPES = [(5, 3, 7, 9), (1, 4), (3, 1, 1, 1), (6, 2, 5, 5), (4, 1, 5, 6)]
 TOL = {
     torch.float64: dict(rtol=1e-10, atol=1e-12),
     torch.float32: dict(rtol=1e-5, atol=1e-6),
@@ -32,7 +34,8 @@ def layouts(x):
     """The same values as contiguous, channels_last and non-contiguous tensors."""
     out = [x]
     if x.dim() == 4:
-        out.append(x.contiguous(memory_format=torch.channels_last))
+        # empty_like, not .contiguous(): with one channel the latter keeps x's strides.
+        out.append(torch.empty_like(x, memory_format=torch.channels_last).copy_(x))
         out.append(x.transpose(2, 3).contiguous().transpose(2, 3))
     return out
 
@@ -68,7 +71,9 @@ def test_interpolate_matches_formula(backend, device, shape, dtype):
     real = torch.randn(shape, device=device).to(dtype)
     fake = torch.randn(shape, device=device).to(dtype)
     alpha = torch.rand(shape[0], device=device, dtype=torch.float64)
-    for r, f in zip(layouts(real), layouts(fake), strict=True):
+    # Every pairing of layouts: a 1-channel image is both contiguous and channels_last,
+    # with strides that differ only in the size-1 channel dim.
+    for r, f in itertools.product(layouts(real), layouts(fake)):
         r, f = r.clone().requires_grad_(True), f.clone().requires_grad_(True)
         with gk.use_backend(backend):
             x = gk.ops.interpolate(r, f, alpha)

@@ -132,9 +132,29 @@ class LayerAct(FusionChoice):
         return f"{text}, {self._fusion_repr()}"
 
 
+def _all(values, target: int) -> bool:
+    return all(v == target for v in values)
+
+
 class _Conv(LayerAct):
     def _layer(self, x, w, b):
+        if self.fused and self._covers_input(x):
+            y = F.linear(x.flatten(1), w.flatten(1), b)
+            return y.view(*y.shape, *[1] * len(self.kernel_size))
         return self._conv_forward(x, w, b)
+
+    def _covers_input(self, x: torch.Tensor) -> bool:
+        """A kernel that covers the whole unpadded input (DCGAN's and pix2pix's last
+        layers) gives one output per sample: a matrix product, which oneDNN's convolution
+        runs several times slower on CPUs."""
+        k = len(self.kernel_size)
+        return (
+            x.dim() == k + 2
+            and tuple(x.shape[2:]) == self.kernel_size
+            and (self.padding == "valid" or _all(self.padding, 0))
+            and _all(self.dilation, 1)
+            and self.groups == 1
+        )
 
     @property
     def _channels_from_end(self) -> int:  # (N, C, *spatial) or (C, *spatial)
@@ -143,9 +163,27 @@ class _Conv(LayerAct):
 
 class _ConvTranspose(LayerAct):
     def _layer(self, x, w, b):
+        if self.fused and self._one_input_position(x):
+            # One input position per sample (the noise vector of DCGAN's first layer):
+            # a matrix product again; the bias repeats over the kernel's positions.
+            positions = w[0, 0].numel()
+            bias = None if b is None else b.repeat_interleave(positions)
+            y = F.linear(x.flatten(1), w.flatten(1).t(), bias)
+            return y.view(x.shape[0], w.shape[1], *self.kernel_size)
         fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(self.kernel_size) - 1]
         args = (self.stride, self.padding, self.output_padding, self.groups, self.dilation)
         return fn(x, w, b, *args)
+
+    def _one_input_position(self, x: torch.Tensor) -> bool:
+        k = len(self.kernel_size)
+        return (
+            x.dim() == k + 2
+            and _all(x.shape[2:], 1)
+            and _all(self.padding, 0)
+            and _all(self.output_padding, 0)
+            and _all(self.dilation, 1)
+            and self.groups == 1
+        )
 
     @property
     def _channels_from_end(self) -> int:

@@ -28,3 +28,10 @@ def dense(x: torch.Tensor) -> torch.Tensor:
     """x if it is contiguous or channels_last (dense, batch outermost), else a contiguous
     copy."""
     return x if x.is_contiguous() or is_channels_last(x) else x.contiguous()
+
+
+def like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """t with ref's strides (the kernels index both with one flat offset). A size-1 dim's
+    stride may differ between layouts that agree element for element (a 1-channel image
+    is both contiguous and channels_last), so a stride check alone cannot decide."""
+    return t if t.stride() == ref.stride() else torch.empty_like(ref).copy_(t)

@@ -32,7 +32,7 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense, profiled
+from ._layout import dense, like, profiled
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -192,11 +192,6 @@ def _kernel(name: str, device: torch.device):
     return _kernels(_backend.resolve(device))[name]
 
 
-def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """t with ref's strides (the kernels index both with one flat offset)."""
-    return t if t.stride() == ref.stride() else torch.empty_like(ref).copy_(t)
-
-
 def _bias(b: torch.Tensor | None) -> torch.Tensor | None:
     return None if b is None else b.contiguous()
 
@@ -242,7 +237,7 @@ def bias_act_grad(
 ) -> torch.Tensor:
     s = dense(s)
     return _kernel("bias_act_grad", s.device)(
-        _like(dy, s),
+        like(dy, s),
         s,
         _bias(b),
         s.shape[dim],
@@ -327,7 +322,7 @@ def _run_grad(dy, s, b, dim, act, alpha, gain, clamp, order, s_is_y, backend):
     kernel = _kernels(backend)["bias_act_grad"]
     with profiled("gankernels::bias_act_grad"):
         return kernel(
-            _like(dy, s), s, _bias(b), s.shape[dim], s.stride(dim), act, alpha, gain, clamp,
+            like(dy, s), s, _bias(b), s.shape[dim], s.stride(dim), act, alpha, gain, clamp,
             order, s_is_y,
         )  # fmt: skip
 

@@ -40,7 +40,7 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense, profiled
+from ._layout import dense, like, profiled
 from .bias_act import ACTIVATIONS, CODES, SELU_SCALE, _act, eager
 
 KINDS = ("instance", "batch")
@@ -162,11 +162,6 @@ def _kernel(name: str, device: torch.device):
     return _kernels(_backend.resolve(device))[name]
 
 
-def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """t with ref's strides (the kernels index both with one flat offset)."""
-    return t if t.stride() == ref.stride() else torch.empty_like(ref).copy_(t)
-
-
 def _groups(x: torch.Tensor, per_sample: bool) -> int:
     return x.shape[0] * x.shape[1] if per_sample else x.shape[1]
 
@@ -231,7 +226,7 @@ def norm_act_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = dense(x)
     dx, sum_g, sum_gxhat = _kernel("norm_act_backward", x.device)(
-        _like(dy, x),
+        like(dy, x),
         x,
         mean.contiguous(),
         rstd.contiguous(),
@@ -354,7 +349,7 @@ class _NormAct(torch.autograd.Function):
             kernel = _kernels(ctx.backend)["norm_act_backward"]
             with profiled("gankernels::norm_act_backward"):
                 dx, sum_g, sum_gxhat = kernel(
-                    _like(dy, x), x, mean, rstd, weight, bias, *ctx.args[:4]
+                    like(dy, x), x, mean, rstd, weight, bias, *ctx.args[:4]
                 )
         C = x.shape[1]
         dweight = dbias = None

@@ -19,7 +19,7 @@ import torch
 
 from .. import _backend
 from .._checks import finite_number
-from ._layout import dense
+from ._layout import dense, like
 
 # ---------------------------------------------------------------------------------------
 # Reference kernels (plain torch), the ground truth of every backend.
@@ -99,9 +99,7 @@ def _(x, coef):
 @torch.library.custom_op("gankernels::lerp_rows", mutates_args=())
 def lerp_rows(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     real, B, N = _rows(real)
-    if fake.stride() != real.stride():
-        real, fake = real.contiguous(), fake.contiguous()
-    return _kernel("lerp_rows", real.device)(real, fake, alpha.contiguous(), B, N)
+    return _kernel("lerp_rows", real.device)(real, like(fake, real), alpha.contiguous(), B, N)
 
 
 @lerp_rows.register_fake
@@ -256,9 +254,7 @@ def r1_penalty(grad: torch.Tensor) -> torch.Tensor:
 
 def _run_lerp(real, fake, alpha, backend):
     real, B, N = _rows(real)
-    if fake.stride() != real.stride():
-        real, fake = real.contiguous(), fake.contiguous()
-    return _kernels(backend)["lerp_rows"](real, fake, alpha, B, N)
+    return _kernels(backend)["lerp_rows"](real, like(fake, real), alpha, B, N)
 
 
 class _Lerp(torch.autograd.Function):
