@@ -49,8 +49,7 @@ def test_shapes_range_and_backward(name, size, num_classes):
     z, y = _inputs(G, num_classes)
     x = G(z, y)
     assert x.shape == (B, 3, size, size) and torch.isfinite(x).all()
-    if name != "stylegan2":  # tanh; StyleGAN2's output is linear
-        assert x.abs().max() <= 1
+    assert x.abs().max() <= 1  # tanh (StyleGAN2's by default)
     logits = D(x, y)
     assert logits.shape == (B,)
     logits.mean().backward()
@@ -189,6 +188,19 @@ def test_stylegan2_noise_is_random_unless_switched_off():
     z, _ = _inputs(G, 0)
     assert not torch.equal(G(z), G(z))
     torch.testing.assert_close(G(z, noise_mode="none"), G(z, noise_mode="none"))
+
+
+def test_stylegan2_linear_output_is_the_tanh_outputs_preimage():
+    torch.manual_seed(0)
+    G_tanh, _ = _build("stylegan2", 28)
+    G_linear, _ = _build("stylegan2", 28, g_output="linear")
+    G_linear.load_state_dict(G_tanh.state_dict())  # the same keys: tanh has no parameters
+    z, _ = _inputs(G_tanh, 0)
+    linear = G_linear(z, noise_mode="none")
+    assert linear.abs().max() > 1  # unbounded at initialisation
+    torch.testing.assert_close(G_tanh(z, noise_mode="none"), torch.tanh(linear))
+    with pytest.raises(ValueError, match="g_output must be one of"):
+        _build("stylegan2", 28, g_output="sigmoid")
 
 
 def test_clear_errors():

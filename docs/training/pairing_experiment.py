@@ -9,6 +9,8 @@ precision / recall and class histogram of 10000 samples at the end.
     python docs/training/pairing_experiment.py --d-filter 1,1 --d-plain --mbstd 32
     python docs/training/pairing_experiment.py --steps 3000 --d dcgan --d-width 32 --fid
     python docs/training/pairing_experiment.py --fit --steps 300 --g dcgan --g-width 32
+    python docs/training/pairing_experiment.py --g-output tanh      # the fix (the model default)
+    python docs/training/pairing_experiment.py --noise none --mapping-lr 1
 
 --fit leaves D out: G alone is fitted (mean squared error, same optimiser) to 64 MNIST
 digits from 64 fixed draws of z, which shows how fast it can learn to make different
@@ -33,10 +35,22 @@ from gankernels.models import dcgan, stylegan2
 from gankernels.nn.upfirdn2d import Downsample2d
 
 
-def build(model: str, width: int, mbstd: int, g_norm: str | None = "batch"):
+def build(model: str, width: int, mbstd: int, g_norm: str | None = "batch", g_output="linear"):
     if model == "stylegan2":
-        return stylegan2.build(img_size=28, width=width, mbstd_group_size=mbstd)
+        return stylegan2.build(img_size=28, width=width, mbstd_group_size=mbstd, g_output=g_output)
     return dcgan.build(img_size=28, width=width, g_norm=g_norm)
+
+
+def set_mapping_lr_multiplier(G, multiplier: float) -> None:
+    """The StyleGAN2 mapping network's learning-rate multiplier changed in place, its
+    function kept: the stored weights are rescaled with their run-time gains."""
+    for layer in G.mapping.layers:
+        ratio = multiplier / layer.lr_multiplier
+        with torch.no_grad():
+            layer.weight.div_(ratio)
+            layer.bias.div_(ratio)
+        layer.weight_gain *= ratio
+        layer.lr_multiplier = multiplier
 
 
 def fit(G, g_kwargs: dict, targets: torch.Tensor, steps: int, lr: float) -> None:
@@ -91,13 +105,30 @@ def main() -> None:
     p.add_argument("--fid", action="store_true", help="score 10000 samples at the end")
     p.add_argument("--fit", action="store_true", help="fit G alone to 64 digits (no D)")
     p.add_argument("--g-norm", choices=("batch", "none"), default="batch", help="DCGAN G's norm")
+    p.add_argument(
+        "--g-output",
+        choices=stylegan2.G_OUTPUTS,
+        default="linear",
+        help="StyleGAN2 G's output: linear (the paper's, and the runs before the fix) or tanh",
+    )
+    p.add_argument(
+        "--noise",
+        choices=("random", "none"),
+        default="random",
+        help="StyleGAN2 G's per-pixel noise while training",
+    )
+    p.add_argument("--mapping-lr", type=float, default=0.01, help="StyleGAN2 mapping lr multiplier")
     args = p.parse_args()
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     reals = to_model_range(load_dataset("mnist", "train").images)
-    G = build(args.g, args.g_width, args.mbstd, None if args.g_norm == "none" else "batch")[0]
-    g_kwargs = {"noise_mode": "none"} if args.g == "stylegan2" else {}
+    g_norm = None if args.g_norm == "none" else "batch"
+    G = build(args.g, args.g_width, args.mbstd, g_norm, args.g_output)[0]
+    g_kwargs, train_kwargs = {}, {}
+    if args.g == "stylegan2":
+        g_kwargs, train_kwargs = {"noise_mode": "none"}, {"noise_mode": args.noise}
+        set_mapping_lr_multiplier(G, args.mapping_lr)
     if args.fit:
         fit(G, g_kwargs, reals[:64], args.steps, args.lr_g)
         return
@@ -115,7 +146,7 @@ def main() -> None:
     start = time.time()
     for step in range(args.steps + 1):
         real = reals[torch.randint(len(reals), (64,))]
-        fake = G(torch.randn(64, G.z_dim)).detach()
+        fake = G(torch.randn(64, G.z_dim), **train_kwargs).detach()
         d_loss = minimax_d_loss(D(real), D(fake))
         opt_d.zero_grad()
         d_loss.backward()
@@ -123,7 +154,7 @@ def main() -> None:
             gk.r1_penalty(D, real, gamma=args.gamma, every=16).backward()
         opt_d.step()
         D.requires_grad_(False)
-        g_loss = nonsaturating_g_loss(D(G(torch.randn(64, G.z_dim))))
+        g_loss = nonsaturating_g_loss(D(G(torch.randn(64, G.z_dim), **train_kwargs)))
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()

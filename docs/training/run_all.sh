@@ -30,19 +30,28 @@ declare -A RUNS=(
   [dcgan-hinge-conditional-ms02]="--model dcgan --loss hinge --width 32 --n-critic 1 --conditional --mode-seeking 0.2"
   [sngan-hinge-conditional-ms]="--model sngan --loss hinge --width 16 --n-critic 1 --conditional --mode-seeking 1"
   # R1 gamma from the StyleGAN2-ADA heuristic (the default), then the gamma of 10 used before.
-  [stylegan2-r1]="--model stylegan2 --loss r1 --width 16"
-  [stylegan2-r1-g10]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10"
+  [stylegan2-r1]="--model stylegan2 --loss r1 --width 16 --model-option g_output=linear"
+  [stylegan2-r1-g10]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10 --model-option g_output=linear"
   # The StyleGAN2 paper's learning rate (2e-3 above) collapses this small G on MNIST
   # within 500 steps; at a tenth of it the collapse comes later (see README.md).
-  [stylegan2-r1-lr2e-4]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10 --lr-g 2e-4 --lr-d 2e-4"
+  [stylegan2-r1-lr2e-4]="--model stylegan2 --loss r1 --width 16 --penalty-weight 10 --lr-g 2e-4 --lr-d 2e-4 --model-option g_output=linear"
   # G slower than D (two time scales): with the paper's rate on both, D cannot follow
   # G's moves and G drops its dependence on z (see README.md).
-  [stylegan2-r1-glr2e-4]="--steps 3000 --model stylegan2 --loss r1 --width 16 --lr-g 2e-4"
-  [stylegan2-r1-glr5e-4]="--steps 3000 --model stylegan2 --loss r1 --width 16 --lr-g 5e-4"
+  [stylegan2-r1-glr2e-4]="--steps 3000 --model stylegan2 --loss r1 --width 16 --lr-g 2e-4 --model-option g_output=linear"
+  [stylegan2-r1-glr5e-4]="--steps 3000 --model stylegan2 --loss r1 --width 16 --lr-g 5e-4 --model-option g_output=linear"
+  # The runs above used the paper's linear output; tanh (the default now) keeps digits'
+  # flat background without dropping z. Beside DCGAN + R1 for the same wall-clock time.
+  [stylegan2-r1-3000]="--steps 3000 --model stylegan2 --loss r1 --width 16"
+  [dcgan-r1-3000]="--steps 3000 --model dcgan --loss r1 --width 32 --penalty-weight 10"
+  # R1 gamma above StyleGAN2-ADA's heuristic (0.00245 here).
+  [stylegan2-r1-3000-g005]="--steps 3000 --model stylegan2 --loss r1 --width 16 --penalty-weight 0.05"
+  [stylegan2-r1-3000-g05]="--steps 3000 --model stylegan2 --loss r1 --width 16 --penalty-weight 0.5"
+  # A G twice as wide (D stays at 16).
+  [stylegan2-r1-3000-gw32]="--steps 3000 --model stylegan2 --loss r1 --width 16 --model-option g_width=32"
 )
 # Longest first, so that the two queues finish together.
 ORDER=(dcgan-wgan-gp dcgan-wgan sngan-hinge-conditional sngan-hinge sngan-hinge-conditional-ms
-       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 stylegan2-r1-glr2e-4 stylegan2-r1-glr5e-4 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
+       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 stylegan2-r1-glr2e-4 stylegan2-r1-glr5e-4 stylegan2-r1-3000 dcgan-r1-3000 stylegan2-r1-3000-g005 stylegan2-r1-3000-g05 stylegan2-r1-3000-gw32 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2

@@ -48,7 +48,7 @@ def build_models(
     """(G, D) of architecture `name`. z_dim and width default to each model's own;
     reference=True builds the plain-torch version. Model-specific options go in kwargs:
     dcgan d_norm / g_norm (None, "batch", "instance"), g_width / d_width (all), stylegan2 w_dim,
-    mapping_layers, mbstd_group_size."""
+    mapping_layers, mbstd_group_size, g_output ("tanh" or "linear")."""
     if name not in _MODULES:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     for field, value in (("img_channels", img_channels), ("num_classes", num_classes)):

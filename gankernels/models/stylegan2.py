@@ -7,8 +7,11 @@ starts from a learned constant and runs, per resolution, two modulated 3x3 convo
 (the first upsampling x2 through upfirdn2d) with per-pixel noise of learned strength,
 bias and lrelu, and a toRGB (modulated 1x1, no demodulation) whose output is added to the
 FIR-upsampled image of the resolution below (skip architecture). One w drives every
-layer (no style mixing, no truncation). The output is linear, as in StyleGAN2: near
-[-1, 1] once trained, not clamped.
+layer (no style mixing, no truncation). The image goes through tanh (g_output="tanh", the
+default); g_output="linear" is the paper's unbounded output, with which this small G
+collapses to one image on MNIST: digits are mostly pixels at exactly -1, and a linear
+output holds a flat background only by dropping its dependence on z, while tanh
+saturates there (docs/training).
 
 D: fromRGB, residual blocks (conv3-lrelu, FIR downsample, conv3-lrelu, plus a
 downsampled 1x1 skip, summed and scaled by sqrt(1/2)), then minibatch stddev, conv3,
@@ -31,6 +34,7 @@ from ..nn.upfirdn2d import Downsample2d, Upsample2d
 from .layers import Layers, check_labels, normalize_2nd_moment, resolution_plan
 
 SIZES = (28, 32, 64)
+G_OUTPUTS = ("tanh", "linear")
 
 
 class MappingNetwork(nn.Module):
@@ -102,9 +106,9 @@ class SynthesisBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(z, y=None, noise_mode='random') -> (B, img_channels, img_size, img_size), linear
-    output (see the module docstring). noise_mode='none' leaves the noise out
-    (deterministic output)."""
+    """G(z, y=None, noise_mode='random') -> (B, img_channels, img_size, img_size), through
+    tanh or linear (g_output, see the module docstring). noise_mode='none' leaves the
+    noise out (deterministic output)."""
 
     def __init__(
         self,
@@ -116,8 +120,11 @@ class Generator(nn.Module):
         reference: bool = False,
         w_dim: int | None = None,
         mapping_layers: int = 4,
+        g_output: str = "tanh",
     ):
         super().__init__()
+        if g_output not in G_OUTPUTS:
+            raise ValueError(f"stylegan2: g_output must be one of {G_OUTPUTS}, got {g_output!r}")
         start, doublings = resolution_plan("stylegan2", img_size, SIZES)
         L = Layers(fused=not reference)
         self.z_dim, self.num_classes = z_dim, num_classes
@@ -130,6 +137,7 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleList(
             [SynthesisBlock(L, width, img_channels, self.w_dim) for _ in range(doublings)]
         )
+        self.output = L.act("tanh") if g_output == "tanh" else nn.Identity()
 
     def forward(
         self, z: torch.Tensor, y: torch.Tensor | None = None, noise_mode: str = "random"
@@ -141,7 +149,7 @@ class Generator(nn.Module):
         img = self.to_rgb(x, w)
         for block in self.blocks:
             x, img = block(x, img, w, noise_mode)
-        return img
+        return self.output(img)
 
 
 class DBlock(nn.Module):
@@ -207,6 +215,7 @@ def build(
     w_dim: int | None = None,
     mapping_layers: int = 4,
     mbstd_group_size: int = 4,
+    g_output: str = "tanh",
 ) -> tuple[Generator, Discriminator]:
     """(G, D); width sets both (default 64), g_width / d_width one of them."""
     width = 64 if width is None else width
@@ -219,6 +228,7 @@ def build(
         reference,
         w_dim,
         mapping_layers,
+        g_output,
     )
     D = Discriminator(
         img_channels, img_size, num_classes, d_width or width, reference, mbstd_group_size
