@@ -34,6 +34,9 @@ MODCONV_SHAPES = [(8, 512, 512, 16, 16)]  # batch, in, out channels, H, W (3x3 k
 MBSTD_SHAPES = [(32, 512, 4, 4), (16, 256, 16, 16)]
 # batch, in, out channels, H, W of the low-resolution side (3x3 kernel): SNGAN's blocks
 RESAMPLE_SHAPES = [(64, 64, 64, 14, 14), (32, 128, 128, 16, 16)]
+# batch, in, out channels, kernel size: DCGAN's first layer (z -> 128x7x7, a transposed
+# convolution from one position) and its D's last (a 7x7 kernel over the 7x7 input)
+DENSE_SHAPES = {"convT_1x1_input": [(64, 100, 128, 7)], "conv_whole_input": [(64, 128, 1, 7)]}
 QUICK = {
     "bias_act": [(4, 16, 8, 8)],
     "norm_act": [(2, 8, 8, 8)],
@@ -41,6 +44,7 @@ QUICK = {
     "modconv": [(2, 8, 8, 8, 8)],
     "mbstd": [(8, 16, 4, 4)],
     "resample": [(2, 8, 8, 6, 6)],
+    "dense": {"convT_1x1_input": [(2, 8, 4, 3)], "conv_whole_input": [(2, 8, 1, 3)]},
 }
 FIR = (1.0, 3.0, 3.0, 1.0)  # the 4-tap binomial resampling filter of StyleGAN2
 
@@ -340,6 +344,38 @@ def _resample_conv_cases(cfg: Config) -> list[Case]:
     return cases
 
 
+def _dense_conv_cases(cfg: Config) -> list[Case]:
+    """The layers the gankernels build runs as matrix products: a transposed convolution
+    from one input position and a convolution whose kernel covers its input."""
+    from ..nn.layer_act import conv_covering_input, conv_transpose_from_one_position
+
+    shapes = QUICK["dense"] if cfg.quick else DENSE_SHAPES
+    cases = []
+    for N, cin, cout, k in shapes["convT_1x1_input"]:
+
+        def up_inputs(cfg, N=N, cin=cin, cout=cout, k=k):
+            return (
+                cfg.randn(N, cin, 1, 1).requires_grad_(),
+                cfg.randn(cin, cout, k, k).requires_grad_(),
+                cfg.randn(cout).requires_grad_(),
+            )
+
+        up = _prepare(up_inputs, conv_transpose_from_one_position, F.conv_transpose2d, lambda c: 0)
+        cases.append(Case("conv", "convT_1x1_input", f"{N}x{cin}x1x1->{cout}x{k}x{k}", up))
+    for N, cin, cout, k in shapes["conv_whole_input"]:
+
+        def whole_inputs(cfg, N=N, cin=cin, cout=cout, k=k):
+            return (
+                cfg.randn(N, cin, k, k).requires_grad_(),
+                cfg.randn(cout, cin, k, k).requires_grad_(),
+                cfg.randn(cout).requires_grad_(),
+            )
+
+        whole = _prepare(whole_inputs, conv_covering_input, F.conv2d, lambda c: 0)
+        cases.append(Case("conv", "conv_whole_input", f"{N}x{cin}x{k}x{k}->{cout}x1x1", whole))
+    return cases
+
+
 @register_op("conv")
 def conv_cases(cfg: Config) -> list[Case]:
     """Conv-block ops against the eager torch code they replace."""
@@ -351,6 +387,7 @@ def conv_cases(cfg: Config) -> list[Case]:
         _modconv_cases,
         _mbstd_cases,
         _resample_conv_cases,
+        _dense_conv_cases,
     )
     for group in groups:
         cases += group(cfg)

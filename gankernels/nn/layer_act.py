@@ -136,11 +136,29 @@ def _all(values, target: int) -> bool:
     return all(v == target for v in values)
 
 
+def conv_covering_input(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None):
+    """conv(x, w, b) for a kernel as large as x's spatial size (no padding, dilation or
+    groups): one output position per sample, so a matrix product."""
+    y = F.linear(x.flatten(1), w.flatten(1), b)
+    return y.view(*y.shape, *[1] * (w.dim() - 2))
+
+
+def conv_transpose_from_one_position(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+) -> torch.Tensor:
+    """conv_transpose(x, w, b) for an input of spatial size 1 (no padding, output padding,
+    dilation or groups): a matrix product again; the bias repeats over the kernel's
+    positions."""
+    positions = w[0, 0].numel()
+    bias = None if b is None else b.repeat_interleave(positions)
+    y = F.linear(x.flatten(1), w.flatten(1).t(), bias)
+    return y.view(x.shape[0], w.shape[1], *w.shape[2:])
+
+
 class _Conv(LayerAct):
     def _layer(self, x, w, b):
         if self.fused and self._covers_input(x):
-            y = F.linear(x.flatten(1), w.flatten(1), b)
-            return y.view(*y.shape, *[1] * len(self.kernel_size))
+            return conv_covering_input(x, w, b)
         return self._conv_forward(x, w, b)
 
     def _covers_input(self, x: torch.Tensor) -> bool:
@@ -163,13 +181,8 @@ class _Conv(LayerAct):
 
 class _ConvTranspose(LayerAct):
     def _layer(self, x, w, b):
-        if self.fused and self._one_input_position(x):
-            # One input position per sample (the noise vector of DCGAN's first layer):
-            # a matrix product again; the bias repeats over the kernel's positions.
-            positions = w[0, 0].numel()
-            bias = None if b is None else b.repeat_interleave(positions)
-            y = F.linear(x.flatten(1), w.flatten(1).t(), bias)
-            return y.view(x.shape[0], w.shape[1], *self.kernel_size)
+        if self.fused and self._one_input_position(x):  # DCGAN G's first layer
+            return conv_transpose_from_one_position(x, w, b)
         fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(self.kernel_size) - 1]
         args = (self.stride, self.padding, self.output_padding, self.groups, self.dilation)
         return fn(x, w, b, *args)
