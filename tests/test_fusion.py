@@ -65,6 +65,18 @@ LAYERS = {
         lambda: ConvTranspose2dAct(4, 3, (4, 3), 2, act="relu"),
         [(2, 4, 1, 1)],
     ),
+    "conv2d_one_output_padded": (
+        lambda: Conv2dAct(3, 5, 4, stride=2, padding=1, act="lrelu"),
+        [(2, 3, 3, 2)],
+    ),
+    "convT2d_one_position_padded": (
+        lambda: ConvTranspose2dAct(4, 3, 4, 2, 1, act="relu"),
+        [(2, 4, 1, 1)],
+    ),
+    "convT2d_one_position_output_padding": (
+        lambda: ConvTranspose2dAct(4, 3, (3, 4), 2, 1, output_padding=(1, 0), act="tanh"),
+        [(2, 4, 1, 1)],
+    ),
     "convT2d_one_position_no_bias": (
         lambda: ConvTranspose2dAct(4, 3, 3, bias=False, act="lrelu"),
         [(2, 4, 1, 1)],

@@ -157,22 +157,34 @@ def conv_transpose_from_one_position(
 
 class _Conv(LayerAct):
     def _layer(self, x, w, b):
-        if self.fused and self._covers_input(x):
-            return conv_covering_input(x, w, b)
+        taps = self._taps_on_input(x) if self.fused else None
+        if taps is not None:
+            return conv_covering_input(x, w[(slice(None), slice(None), *taps)], b)
         return self._conv_forward(x, w, b)
 
-    def _covers_input(self, x: torch.Tensor) -> bool:
-        """A kernel that covers the whole unpadded input (DCGAN's and pix2pix's last
-        layers) gives one output per sample: a matrix product, which oneDNN's convolution
-        runs several times slower on CPUs."""
+    def _taps_on_input(self, x: torch.Tensor) -> list[slice] | None:
+        """With a single output position per sample (the last layer of DCGAN's D, the
+        innermost down layer of a U-Net) the convolution is a matrix product with the
+        kernel taps that meet the input, which oneDNN's convolution runs several times
+        slower on CPUs: those taps, or None for any other convolution."""
         k = len(self.kernel_size)
-        return (
-            x.dim() == k + 2
-            and tuple(x.shape[2:]) == self.kernel_size
-            and (self.padding == "valid" or _all(self.padding, 0))
-            and _all(self.dilation, 1)
-            and self.groups == 1
-        )
+        if x.dim() != k + 2 or self.groups != 1 or not _all(self.dilation, 1):
+            return None
+        if isinstance(self.padding, str):
+            if self.padding != "valid":
+                return None
+            pads = (0,) * k
+        else:
+            pads = self.padding
+            if any(pads) and self.padding_mode != "zeros":
+                return None
+        taps = []
+        for n, p, size, s in zip(x.shape[2:], pads, self.kernel_size, self.stride, strict=True):
+            # every input inside the one window, and room for one output only
+            if n + p > size or not 0 <= n + 2 * p - size < s:
+                return None
+            taps.append(slice(p, p + n))
+        return taps
 
     @property
     def _channels_from_end(self) -> int:  # (N, C, *spatial) or (C, *spatial)
@@ -181,22 +193,28 @@ class _Conv(LayerAct):
 
 class _ConvTranspose(LayerAct):
     def _layer(self, x, w, b):
-        if self.fused and self._one_input_position(x):  # DCGAN G's first layer
-            return conv_transpose_from_one_position(x, w, b)
+        taps = self._taps_from_one_position(x) if self.fused else None
+        if taps is not None:
+            return conv_transpose_from_one_position(x, w[(slice(None), slice(None), *taps)], b)
         fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(self.kernel_size) - 1]
         args = (self.stride, self.padding, self.output_padding, self.groups, self.dilation)
         return fn(x, w, b, *args)
 
-    def _one_input_position(self, x: torch.Tensor) -> bool:
+    def _taps_from_one_position(self, x: torch.Tensor) -> list[slice] | None:
+        """From a single input position per sample (DCGAN G's first layer, the innermost
+        up layer of a U-Net) each output is one kernel tap times the input: a matrix
+        product with the taps that land inside the output, or None."""
         k = len(self.kernel_size)
-        return (
-            x.dim() == k + 2
-            and _all(x.shape[2:], 1)
-            and _all(self.padding, 0)
-            and _all(self.output_padding, 0)
-            and _all(self.dilation, 1)
-            and self.groups == 1
-        )
+        if x.dim() != k + 2 or not _all(x.shape[2:], 1):
+            return None
+        if self.groups != 1 or not _all(self.dilation, 1):
+            return None
+        taps = []
+        for p, extra, size in zip(self.padding, self.output_padding, self.kernel_size, strict=True):
+            if extra > p or size - 2 * p + extra < 1:  # a tap beyond the kernel, or no output
+                return None
+            taps.append(slice(p, size - p + extra))
+        return taps
 
     @property
     def _channels_from_end(self) -> int:
