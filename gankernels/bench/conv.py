@@ -34,9 +34,13 @@ MODCONV_SHAPES = [(8, 512, 512, 16, 16)]  # batch, in, out channels, H, W (3x3 k
 MBSTD_SHAPES = [(32, 512, 4, 4), (16, 256, 16, 16)]
 # batch, in, out channels, H, W of the low-resolution side (3x3 kernel): SNGAN's blocks
 RESAMPLE_SHAPES = [(64, 64, 64, 14, 14), (32, 128, 128, 16, 16)]
-# batch, in, out channels, kernel size: DCGAN's first layer (z -> 128x7x7, a transposed
-# convolution from one position) and its D's last (a 7x7 kernel over the 7x7 input)
-DENSE_SHAPES = {"convT_1x1_input": [(64, 100, 128, 7)], "conv_whole_input": [(64, 128, 1, 7)]}
+# (batch, in, out channels, kernel, stride, padding, input size): DCGAN G's first layer
+# (z -> 128x7x7) and D's last (a 7x7 kernel over the 7x7 input), a 32 px U-Net's
+# innermost up (1x1 -> 2x2) and down (2x2 -> 1x1) layers
+DENSE_SHAPES = {
+    "convT_1x1_input": [(64, 100, 128, 7, 1, 0, 1), (64, 512, 512, 4, 2, 1, 1)],
+    "conv_1x1_output": [(64, 128, 1, 7, 1, 0, 7), (64, 512, 512, 4, 2, 1, 2)],
+}
 QUICK = {
     "bias_act": [(4, 16, 8, 8)],
     "norm_act": [(2, 8, 8, 8)],
@@ -44,7 +48,10 @@ QUICK = {
     "modconv": [(2, 8, 8, 8, 8)],
     "mbstd": [(8, 16, 4, 4)],
     "resample": [(2, 8, 8, 6, 6)],
-    "dense": {"convT_1x1_input": [(2, 8, 4, 3)], "conv_whole_input": [(2, 8, 1, 3)]},
+    "dense": {
+        "convT_1x1_input": [(2, 8, 4, 3, 1, 0, 1), (2, 8, 4, 4, 2, 1, 1)],
+        "conv_1x1_output": [(2, 8, 1, 3, 1, 0, 3), (2, 8, 4, 4, 2, 1, 2)],
+    },
 }
 FIR = (1.0, 3.0, 3.0, 1.0)  # the 4-tap binomial resampling filter of StyleGAN2
 
@@ -345,34 +352,36 @@ def _resample_conv_cases(cfg: Config) -> list[Case]:
 
 
 def _dense_conv_cases(cfg: Config) -> list[Case]:
-    """The layers the gankernels build runs as matrix products: a transposed convolution
-    from one input position and a convolution whose kernel covers its input."""
-    from ..nn.layer_act import conv_covering_input, conv_transpose_from_one_position
+    """The layers the gankernels build runs as matrix products (a transposed convolution
+    from one input position, a convolution with one output position), through the
+    layers themselves, against the plain convolutions."""
+    from ..nn.layer_act import Conv2dAct, ConvTranspose2dAct
 
     shapes = QUICK["dense"] if cfg.quick else DENSE_SHAPES
     cases = []
-    for N, cin, cout, k in shapes["convT_1x1_input"]:
+    for name, layer_class, plain in (
+        ("convT_1x1_input", ConvTranspose2dAct, F.conv_transpose2d),
+        ("conv_1x1_output", Conv2dAct, F.conv2d),
+    ):
+        for N, cin, cout, k, stride, pad, size in shapes[name]:
+            layer = layer_class(cin, cout, k, stride, pad, device=cfg.device, dtype=cfg.dtype)
 
-        def up_inputs(cfg, N=N, cin=cin, cout=cout, k=k):
-            return (
-                cfg.randn(N, cin, 1, 1).requires_grad_(),
-                cfg.randn(cin, cout, k, k).requires_grad_(),
-                cfg.randn(cout).requires_grad_(),
-            )
+            def inputs(cfg, N=N, cin=cin, size=size, layer=layer):
+                return (
+                    cfg.randn(N, cin, size, size).requires_grad_(),
+                    torch.randn_like(layer.weight).requires_grad_(),
+                    torch.randn_like(layer.bias).requires_grad_(),
+                )
 
-        up = _prepare(up_inputs, conv_transpose_from_one_position, F.conv_transpose2d, lambda c: 0)
-        cases.append(Case("conv", "convT_1x1_input", f"{N}x{cin}x1x1->{cout}x{k}x{k}", up))
-    for N, cin, cout, k in shapes["conv_whole_input"]:
+            def ours(x, w, b, layer=layer):
+                return torch.func.functional_call(layer, {"weight": w, "bias": b}, (x,))
 
-        def whole_inputs(cfg, N=N, cin=cin, cout=cout, k=k):
-            return (
-                cfg.randn(N, cin, k, k).requires_grad_(),
-                cfg.randn(cout, cin, k, k).requires_grad_(),
-                cfg.randn(cout).requires_grad_(),
-            )
+            def theirs(x, w, b, plain=plain, stride=stride, pad=pad):
+                return plain(x, w, b, stride, pad)
 
-        whole = _prepare(whole_inputs, conv_covering_input, F.conv2d, lambda c: 0)
-        cases.append(Case("conv", "conv_whole_input", f"{N}x{cin}x{k}x{k}->{cout}x1x1", whole))
+            out = layer(torch.zeros(1, cin, size, size, device=cfg.device, dtype=cfg.dtype))
+            shape = f"{N}x{cin}x{size}x{size}->{cout}x{out.shape[-2]}x{out.shape[-1]}"
+            cases.append(Case("conv", name, shape, _prepare(inputs, ours, theirs, lambda c: 0)))
     return cases
 
 
