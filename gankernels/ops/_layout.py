@@ -31,7 +31,8 @@ def dense(x: torch.Tensor) -> torch.Tensor:
 
 
 def like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """t with ref's strides (the kernels index both with one flat offset). A size-1 dim's
-    stride may differ between layouts that agree element for element (a 1-channel image
-    is both contiguous and channels_last), so a stride check alone cannot decide."""
+    """t with ref's strides (the kernels index both with one flat offset). Strides can
+    differ where the element order agrees (a size-1 dim's stride is arbitrary: a
+    1-channel image is both contiguous and channels_last), so t is copied whenever they
+    differ, never just made contiguous."""
     return t if t.stride() == ref.stride() else torch.empty_like(ref).copy_(t)
