@@ -198,6 +198,34 @@ def test_both_implementations_agree_in_low_precision_and_channels_last(name, dty
         _assert_same(fused, _run(module, inputs, "torch", order2=False), **tol)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "conv2d_whole_input",
+        "conv2d_one_output_padded",
+        "convT2d_one_position",
+        "convT2d_one_position_padded",
+    ],
+)
+def test_matrix_product_layers_in_channels_last_models(name):
+    """The matrix-product paths read channels_last activations and weights in their own
+    order; the numbers and the output layout are the plain layer's."""
+    module, inputs = _build(name)
+    module = module.to(memory_format=torch.channels_last)
+    inputs[0] = torch.empty_like(inputs[0], memory_format=torch.channels_last).copy_(inputs[0])
+    fused = _run(module, inputs, "torch")
+    module.fused = False
+    _assert_same(fused, _run(module, inputs, "torch"), **F64)
+    module.fused = True
+    with torch.no_grad():
+        y = module(inputs[0])
+        module.fused = False
+        want = module(inputs[0])
+    assert y.is_contiguous(memory_format=torch.channels_last) == want.is_contiguous(
+        memory_format=torch.channels_last
+    )
+
+
 def test_noise_bias_act_agrees_without_noise():
     torch.manual_seed(0)
     m = NoiseBiasAct(4).double()

@@ -136,9 +136,22 @@ def _all(values, target: int) -> bool:
     return all(v == target for v in values)
 
 
+def _channels_innermost(t: torch.Tensor) -> bool:
+    """channels_last order (also for a slice of a channels_last tensor)."""
+    return t.dim() == 4 and t.stride(1) == 1 and t.shape[1] > 1
+
+
+def _channels_inner(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W, C): a free view of a channels_last tensor."""
+    return t.permute(0, 2, 3, 1)
+
+
 def conv_covering_input(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None):
     """conv(x, w, b) for a kernel as large as x's spatial size (no padding, dilation or
-    groups): one output position per sample, so a matrix product."""
+    groups): one output position per sample, so a matrix product. A channels_last x is
+    read in its own order (no copy of the activations)."""
+    if _channels_innermost(x):
+        x, w = _channels_inner(x), _channels_inner(w)
     y = F.linear(x.flatten(1), w.flatten(1), b)
     return y.view(*y.shape, *[1] * (w.dim() - 2))
 
@@ -148,8 +161,13 @@ def conv_transpose_from_one_position(
 ) -> torch.Tensor:
     """conv_transpose(x, w, b) for an input of spatial size 1 (no padding, output padding,
     dilation or groups): a matrix product again; the bias repeats over the kernel's
-    positions."""
+    positions. A channels_last weight (a model in channels_last) gives a channels_last
+    output, as the convolution would, without copying the weight."""
     positions = w[0, 0].numel()
+    if _channels_innermost(w):
+        bias = None if b is None else b.repeat(positions)
+        y = F.linear(x.flatten(1), _channels_inner(w).flatten(1).t(), bias)
+        return y.view(x.shape[0], *w.shape[2:], w.shape[1]).permute(0, 3, 1, 2)
     bias = None if b is None else b.repeat_interleave(positions)
     y = F.linear(x.flatten(1), w.flatten(1).t(), bias)
     return y.view(x.shape[0], w.shape[1], *w.shape[2:])
