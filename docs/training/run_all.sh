@@ -46,12 +46,16 @@ declare -A RUNS=(
   # R1 gamma above StyleGAN2-ADA's heuristic (0.00245 here).
   [stylegan2-r1-3000-g005]="--steps 3000 --model stylegan2 --loss r1 --width 16 --penalty-weight 0.05"
   [stylegan2-r1-3000-g05]="--steps 3000 --model stylegan2 --loss r1 --width 16 --penalty-weight 0.5"
+  # Second seeds of the default and gamma 0.05, and gamma 0.05 with D twice as wide.
+  [stylegan2-r1-3000-s1]="--steps 3000 --model stylegan2 --loss r1 --width 16 --seed 1"
+  [stylegan2-r1-3000-g005-s1]="--steps 3000 --model stylegan2 --loss r1 --width 16 --penalty-weight 0.05 --seed 1"
+  [stylegan2-r1-3000-g005-dw32]="--steps 3000 --model stylegan2 --loss r1 --width 16 --penalty-weight 0.05 --model-option d_width=32"
   # A G twice as wide (D stays at 16).
   [stylegan2-r1-3000-gw32]="--steps 3000 --model stylegan2 --loss r1 --width 16 --model-option g_width=32"
 )
 # Longest first, so that the two queues finish together.
 ORDER=(dcgan-wgan-gp dcgan-wgan sngan-hinge-conditional sngan-hinge sngan-hinge-conditional-ms
-       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 stylegan2-r1-glr2e-4 stylegan2-r1-glr5e-4 stylegan2-r1-3000 dcgan-r1-3000 stylegan2-r1-3000-g005 stylegan2-r1-3000-g05 stylegan2-r1-3000-gw32 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
+       stylegan2-r1 stylegan2-r1-g10 stylegan2-r1-lr2e-4 stylegan2-r1-glr2e-4 stylegan2-r1-glr5e-4 stylegan2-r1-3000 dcgan-r1-3000 stylegan2-r1-3000-g005 stylegan2-r1-3000-g05 stylegan2-r1-3000-gw32 stylegan2-r1-3000-s1 stylegan2-r1-3000-g005-s1 stylegan2-r1-3000-g005-dw32 dcgan-hinge-conditional dcgan-hinge-conditional-ms dcgan-hinge-conditional-ms02 dcgan-minimax dcgan-nonsaturating dcgan-lsgan dcgan-r1 dcgan-r2)
 
 if [ "${1:-}" = "--one" ]; then
   name=$2
