@@ -248,17 +248,19 @@ def _clock(device: torch.device) -> Callable[[], float]:
     return time.perf_counter
 
 
-def measure(run: Callable[[str], None], device: torch.device) -> dict[str, float]:
-    """Median milliseconds of run(impl) for both impls, after one warm-up call each; the
-    calls alternate (and alternate which goes first) so that a change in the machine's
-    load falls on both."""
-    for impl in IMPLS:
+def measure(
+    run: Callable[[str], None], device: torch.device, candidates: tuple[str, ...] = IMPLS
+) -> dict[str, float]:
+    """Median milliseconds of run(candidate) for each candidate (by default both impls),
+    after one warm-up call each; the calls alternate (and alternate which goes first) so
+    that a change in the machine's load falls on all."""
+    for impl in candidates:
         run(impl)
     clock = _clock(device)
-    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+    times: dict[str, list[float]] = {impl: [] for impl in candidates}
     start = time.perf_counter()
     for rep in range(REPS):
-        for impl in IMPLS if rep % 2 == 0 else IMPLS[::-1]:
+        for impl in candidates if rep % 2 == 0 else candidates[::-1]:
             _sync(device)
             t0 = clock()
             run(impl)

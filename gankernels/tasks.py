@@ -104,6 +104,8 @@ class Task:
         self.config, self.loss, self.ranks, self.device = config, loss, ranks, device
         self.log = log
         self.streams: dict[str, BatchStream] = {}
+        # The batches' memory format; the loop sets it when it chooses one by measurement.
+        self.channels_last = bool(config.channels_last)
 
     # -- set up by subclasses: self.G, self.D, self.streams, self.build_info ------------
 
@@ -130,7 +132,7 @@ class Task:
         )
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.channels_last:
+        if self.channels_last:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.profiler import record_function
 
-from . import _backend, checkpoint, fusion
+from . import _backend, checkpoint, fusion, layout
 from .conditions.sources import CONDITIONS
 from .images import atomic_write, plot_losses, save_grid
 from .losses import GANLoss, clip_weights, get_loss
@@ -83,7 +83,7 @@ class TrainConfig:
     lr_decay: bool | None = None  # linear decay over the second half; None: on for translation
     ema: float = 0.999  # EMA decay of G's weights for sampling; 0 turns it off
     amp: bool = False  # bfloat16 autocast
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: our build times both formats; plain torch: off
     compile: bool = False
     reference: bool = False  # plain torch layers and ops, for comparison
     seed: int = 0
@@ -169,6 +169,7 @@ class TrainResult:
     images_per_second: float  # real images through D per second, over the timed steps
     out: Path
     history: list[dict] = field(default_factory=list)
+    memory_format: str = "contiguous"  # of the networks and batches: or channels_last
 
 
 class TrainingDiverged(RuntimeError):
@@ -422,10 +423,29 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     for problem in task.checks():
         raise ValueError(problem)
     G, D = task.G, task.D
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    G.to(device, memory_format=memory_format)
-    D.to(device, memory_format=memory_format)
+    G.to(device)
+    D.to(device)
     check_compatible(loss, D, config)
+    ckpt = checkpoint.load(ckpt_path, map_location=device) if config.resume else None
+    if ckpt is not None:
+        check_same_run(ckpt["config"], config)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
+
+    # Sigma once per D step: D's weights do not change between its forwards on real, fake
+    # and interpolated images. (The reference models keep torch's parametrization, which
+    # iterates at every forward.) Models without our spectral norm skip the module walk.
+    hold_sigma = not config.reference and any(isinstance(m, SpectralNorm) for m in D.modules())
+
+    def sigma_once():
+        return spectral_norm_once(D) if hold_sigma else nullcontext()
+
+    layout_choice = _layout(config, ckpt, task, loss, autocast, sigma_once, device, ranks)
+    task.channels_last = layout_choice.channels_last
+    if layout_choice.source != "asked":
+        say(f"memory format: {layout_choice.why()}")
+    memory_format = torch.channels_last if task.channels_last else torch.contiguous_format
+    G.to(memory_format=memory_format)
+    D.to(memory_format=memory_format)
     lr_g = task.lr_g if config.lr_g is None else config.lr_g
     lr_d = task.lr_d if config.lr_d is None else config.lr_d
     opt_g = _optimizer(loss, G, lr_g, lazy_every=1)
@@ -434,9 +454,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     G_ema = copy.deepcopy(G).requires_grad_(False) if config.ema > 0 else None
 
     start = 0
-    if config.resume:
-        ckpt = checkpoint.load(ckpt_path, map_location=device)
-        check_same_run(ckpt["config"], config)
+    if ckpt is not None:
         G.load_state_dict(ckpt["G"])
         D.load_state_dict(ckpt["D"])
         if G_ema is not None and ckpt.get("G_ema") is not None:
@@ -457,15 +475,6 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     G_fast = torch.compile(G) if config.compile else G
     D_fast = torch.compile(D) if config.compile else D  # penalties run D eagerly
     nets = Nets(G, D, G_fast, D_fast)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
-
-    # Sigma once per D step: D's weights do not change between its forwards on real, fake
-    # and interpolated images. (The reference models keep torch's parametrization, which
-    # iterates at every forward.) Models without our spectral norm skip the module walk.
-    hold_sigma = not config.reference and any(isinstance(m, SpectralNorm) for m in D.modules())
-
-    def sigma_once():
-        return spectral_norm_once(D) if hold_sigma else nullcontext()
 
     def d_step(step: int, i: int, batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast, sigma_once(), record_function("gankernels.d_step"):  # profiler label
@@ -514,6 +523,7 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
             "data": {name: stream.state_dict() for name, stream in task.streams.items()},
             "rng": [rng for rng, _ in states],
             "task_state": [state for _, state in states],
+            "channels_last": task.channels_last,
         }
         checkpoint.save(ckpt_path, ckpt)
 
@@ -591,8 +601,75 @@ def _train(config: TrainConfig, ranks: Dist, device: torch.device) -> TrainResul
     timed_seconds, timed_steps = timed if timed[1] else (seconds, config.steps - start)
     rate = timed_steps * config.batch * loss.n_critic / timed_seconds
     return TrainResult(
-        config.steps - start, seconds, rate, out, list(log.rows) if log is not None else []
+        config.steps - start,
+        seconds,
+        rate,
+        out,
+        list(log.rows) if log is not None else [],
+        "channels_last" if task.channels_last else "contiguous",
     )
+
+
+def _layout(config, ckpt, task, loss, autocast, sigma_once, device, ranks):
+    """Contiguous or channels_last (`gankernels.layout`): as asked, as the resumed run had
+    it, else for our build the faster one for this training step (plain torch and
+    torch.compile builds keep torch's default, contiguous)."""
+    if config.channels_last is not None:
+        return layout.LayoutDecision(config.channels_last, "asked")
+    if ckpt is not None and "channels_last" in ckpt:
+        return layout.LayoutDecision(ckpt["channels_last"], "resumed run")
+    if config.reference or config.compile or device.type not in ("cpu", "cuda"):
+        return layout.LayoutDecision(False, "rule")
+    G, D = task.G, task.D
+    nets = Nets(G, D, G, D)
+    # The step that runs most often: one without the lazy penalty where it is lazy.
+    step = 1 if loss.penalty and loss.reg_every > 1 else 0
+
+    def run_step(channels_last: bool) -> None:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        G.to(memory_format=fmt)
+        D.to(memory_format=fmt)
+        task.channels_last = channels_last
+        saved = (
+            {name: stream.state_dict() for name, stream in task.streams.items()},
+            task.state_dict(),
+            rng_states(),
+            copy.deepcopy(G.state_dict()),
+            copy.deepcopy(D.state_dict()),
+        )
+        try:
+            batch = task.next_batch()
+            if task.trains_d:
+                with autocast, sigma_once():
+                    d_loss, penalty = task.d_losses(nets, step, 0, batch)
+                (d_loss + penalty).backward()
+            D.requires_grad_(False)
+            with autocast:
+                g_loss, _ = task.g_losses(nets, step, batch)
+            g_loss.backward()
+        finally:
+            D.requires_grad_(True)
+            streams, task_state, rng, g_state, d_state = saved
+            for name, stream in task.streams.items():
+                stream.load_state_dict(streams[name])
+            task.load_state_dict(task_state)
+            set_rng_states(rng)
+            G.load_state_dict(g_state)
+            D.load_state_dict(d_state)
+            for p in (*G.parameters(), *D.parameters()):
+                p.grad = None
+
+    what = " | ".join(
+        f"{k} {getattr(config, k)}"
+        for k in ("model", "loss", "data", "image_size", "batch", "width", "model_options")
+    )
+    dtype = "autocast bfloat16" if config.amp else str(torch.get_default_dtype())
+    choice = layout.choose(run_step, layout.key(f"{what} | step {step}", device, dtype), device)
+    if ranks.world > 1:  # every rank runs rank 0's choice
+        box = [choice]
+        dist.broadcast_object_list(box, src=0)
+        choice = box[0]
+    return choice
 
 
 def _optimizer(

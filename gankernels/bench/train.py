@@ -93,6 +93,7 @@ def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> di
         status="ok",
         images_per_s=statistics.median(rates),
         cpu_images_per_s=args.batch / statistics.median(cpu_seconds) if cpu_seconds else None,
+        memory_format=result.memory_format,
         intervals=len(rates),
         steps_per_interval=interval,
         wall_s=round(time.perf_counter() - t0, 1),
