@@ -44,6 +44,9 @@ def info() -> int:
     for name, how in _backend.validation().items():
         print(f"  {name:<10} {how}")
     print(f"auto       cuda tensors: {', '.join(_backend.auto_order('cuda'))} (in that order)")
+    from . import fusion
+
+    print(fusion.info_line())
     return 0
 
 

@@ -202,7 +202,8 @@ class _DiskCache:
 
     def summary(self) -> tuple[Path, dict[str, int]]:
         entries = self._load()
-        counts = {impl: sum(e.get("choice") == impl for e in entries.values()) for impl in IMPLS}
+        choices = [e.get("choice") for e in entries.values()]
+        counts = {c: choices.count(c) for c in (*IMPLS, "contiguous", "channels_last")}
         return self.path, counts
 
     def clear_memory(self) -> None:
@@ -479,5 +480,6 @@ def info_line() -> str:
     env = os.environ.get("GANKERNELS_FUSION", "unset")
     path, counts = _disk.summary()
     held = f"{counts['fused'] + counts['torch']} decisions ({counts['fused']} fused, "
-    held += f"{counts['torch']} torch)"
+    held += f"{counts['torch']} torch) and {counts['contiguous'] + counts['channels_last']} "
+    held += f"training-step memory formats ({counts['channels_last']} channels_last)"
     return f"fusion     {get_fusion()} (GANKERNELS_FUSION={env}); cache {path}: {held}"

@@ -34,7 +34,7 @@ FORMATS = ("contiguous", "channels_last")
 @dataclass(frozen=True)
 class LayoutDecision:
     channels_last: bool
-    source: str  # "measured", "cache", "rule" or "asked" (the user's setting)
+    source: str  # "measured", "cache", "rule", "asked" (the user's setting), ...
     contiguous_ms: float | None = None
     channels_last_ms: float | None = None
 

@@ -619,7 +619,7 @@ def _layout(config, ckpt, task, loss, autocast, sigma_once, device, ranks):
     if ckpt is not None and "channels_last" in ckpt:
         return layout.LayoutDecision(ckpt["channels_last"], "resumed run")
     if config.reference or config.compile or device.type not in ("cpu", "cuda"):
-        return layout.LayoutDecision(False, "rule")
+        return layout.LayoutDecision(False, "torch's default")
     G, D = task.G, task.D
     nets = Nets(G, D, G, D)
     # The step that runs most often: one without the lazy penalty where it is lazy.

@@ -106,6 +106,7 @@ def test_info_command_runs():
         for name in ("reference", "cpu", "triton", "cuda", "cuda-emu", "torch"):
             assert name in out.stdout
         assert "validated:" in out.stdout and "auto       cuda tensors:" in out.stdout
+        assert "training-step memory formats" in out.stdout.splitlines()[-1]
 
 
 def test_cuda_emu_is_never_chosen_by_auto():

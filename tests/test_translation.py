@@ -190,3 +190,34 @@ def test_wrong_kind_of_checkpoint_for_translate(tmp_path, capsys):
     argv = ["translate", "--ckpt", str(out / "last.pt"), "--input", "x", "--out", "y"]
     assert main(argv) == 2
     assert "holds a dcgan model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_timing_the_memory_format_leaves_the_run_unchanged(tmp_path, pairs_dir, model, monkeypatch):
+    """The format is timed on the run's own step (pix2pix's dropout, CycleGAN's image pools
+    and two data streams); all of it is put back, so the run equals one told the format."""
+    import dataclasses
+
+    import gankernels.train as train_mod
+    from gankernels import layout
+
+    def choose(run_step, key, device):
+        for channels_last in (True, False, True):
+            run_step(channels_last)
+        return layout.LayoutDecision(True, "measured", 2.0, 1.0)
+
+    told = tiny(tmp_path / "told", model=model, data=f"pairs:{pairs_dir}", pool_size=3)
+    told = dataclasses.replace(told, channels_last=True)
+    train(told)
+    monkeypatch.setattr(train_mod.layout, "choose", choose)
+    timed = dataclasses.replace(told, channels_last=None, out=str(tmp_path / "timed"))
+    train(timed)
+    one = checkpoint.load(f"{told.out}/last.pt")
+    two = checkpoint.load(f"{timed.out}/last.pt")
+    assert two["channels_last"] is True
+    for key in ("G", "D", "G_ema"):
+        for name, value in one[key].items():
+            assert torch.equal(value, two[key][name]), f"{key}.{name}"
+    if model == "cyclegan":
+        for p, q in zip(one["task_state"][0]["pools"], two["task_state"][0]["pools"], strict=True):
+            assert torch.equal(p["images"], q["images"])
