@@ -63,7 +63,9 @@ def key(what: str, device: torch.device, dtype: str) -> str:
     )
 
 
-def choose(run_step: Callable[[bool], None], cache_key: str, device: torch.device):
+def choose(
+    run_step: Callable[[bool], None], cache_key: str, device: torch.device
+) -> LayoutDecision:
     """The layout of a training step: run_step(channels_last) runs one step (without
     side effects) in that layout."""
     mode = fusion.get_fusion()
