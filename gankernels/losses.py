@@ -153,7 +153,39 @@ class GANLoss:
         # torch's fused Adam updates each tensor in one pass (the default on the CPU makes
         # one pass per term): 5x faster on pix2pix's 17 M weights on a 2-core CPU.
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=self.lr * c, betas=betas, fused=fused or None)
+        return Adam(params, lr=self.lr * c, betas=betas, fused=fused or None)
+
+
+class Adam(torch.optim.Adam):
+    """torch's Adam, whose fused step reads channels_last weights as the dense tensors
+    they are. torch's fused kernel copies every non-contiguous tensor to contiguous and
+    back (about 30 ms per step for pix2pix's 17 M weights on a 2-core CPU); a weight, its
+    gradient and its moments share one layout (autograd keeps a gradient in its weight's
+    strides, the moments are made like the weight), so the kernel can step on their
+    NHWC-ordered views instead, elementwise the same update."""
+
+    def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        out = super()._init_group(
+            group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
+        )
+        if group["fused"]:
+            lists = [params, grads, exp_avgs, exp_avg_sqs]
+            if group["amsgrad"]:
+                lists.append(max_exp_avg_sqs)
+            for i in range(len(params)):
+                same = [lst[i] for lst in lists]
+                if all(_channels_last_only(t) for t in same):
+                    for lst, t in zip(lists, same, strict=True):
+                        lst[i] = t.permute(0, 2, 3, 1)  # a contiguous view
+        return out
+
+
+def _channels_last_only(t: torch.Tensor) -> bool:
+    return (
+        t.dim() == 4
+        and not t.is_contiguous()
+        and t.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 LOSSES: dict[str, GANLoss] = {

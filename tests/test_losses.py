@@ -255,3 +255,36 @@ def test_image_pool_resumes_exactly():
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="size"):
         ImagePool(3).load_state_dict(pool.state_dict())
+
+
+def test_fused_adam_steps_channels_last_weights_in_place_and_equal():
+    """Our Adam steps channels_last weights through NHWC views (no copies) and gives the
+    update of contiguous weights, bit for bit."""
+    torch.manual_seed(0)
+    shapes = [(6, 5, 3, 3), (7, 3, 4, 4), (5,), (4, 9)]
+    plain = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+
+    def like(t):  # channels_last where a tensor has one
+        return t.clone(memory_format=torch.channels_last if t.dim() == 4 else torch.preserve_format)
+
+    cl = [torch.nn.Parameter(like(p.detach())) for p in plain]
+    assert not cl[0].is_contiguous()
+    recipe = L.get_loss("nonsaturating")
+    opts = [recipe.make_optimizer(ps) for ps in (plain, cl)]
+    for _ in range(3):
+        for p, q in zip(plain, cl, strict=True):
+            g = torch.randn(p.shape)
+            p.grad = g
+            q.grad = like(g)
+        copies = []
+        for opt in opts:  # the channels_last step makes no copies beyond the plain one's
+            with torch.profiler.profile() as prof:
+                opt.step()
+            copies.append(
+                [e.name for e in prof.events() if e.name in ("aten::clone", "aten::copy_")]
+            )
+        assert copies[0] == copies[1]
+    for p, q in zip(plain, cl, strict=True):
+        assert q.is_contiguous(memory_format=torch.channels_last) or q.dim() < 4
+        assert torch.equal(p, q)
+        assert torch.equal(opts[0].state[p]["exp_avg_sq"], opts[1].state[q]["exp_avg_sq"])
