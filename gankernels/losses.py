@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops._layout import is_channels_last
 from .regularizers import gradient_penalty, lazy_due, r1_penalty
 
 # ---------------------------------------------------------------------------------------
@@ -181,11 +182,7 @@ class Adam(torch.optim.Adam):
 
 
 def _channels_last_only(t: torch.Tensor) -> bool:
-    return (
-        t.dim() == 4
-        and not t.is_contiguous()
-        and t.is_contiguous(memory_format=torch.channels_last)
-    )
+    return t.dim() == 4 and not t.is_contiguous() and is_channels_last(t)
 
 
 LOSSES: dict[str, GANLoss] = {

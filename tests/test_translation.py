@@ -113,6 +113,16 @@ def test_cyclegan_losses_are_the_papers(tmp_path, unpaired_dirs):
     torch.testing.assert_close(d_loss, expected, rtol=1e-12, atol=0)
 
 
+def _assert_same_run(one: dict, two: dict, model: str) -> None:
+    """Two checkpoints hold the same networks (and CycleGAN the same image pools)."""
+    for key in ("G", "D", "G_ema"):
+        for name, value in one[key].items():
+            assert torch.equal(value, two[key][name]), f"{key}.{name}"
+    if model == "cyclegan":
+        for p, q in zip(one["task_state"][0]["pools"], two["task_state"][0]["pools"], strict=True):
+            assert torch.equal(p["images"], q["images"])
+
+
 @pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
 def test_translation_runs_resume_exactly(tmp_path, pairs_dir, model):
     data = f"pairs:{pairs_dir}"
@@ -124,12 +134,7 @@ def test_translation_runs_resume_exactly(tmp_path, pairs_dir, model):
     train(rest)
     one = checkpoint.load(tmp_path / "a" / "run" / "last.pt")
     two = checkpoint.load(tmp_path / "b" / "run" / "last.pt")
-    for key in ("G", "D", "G_ema"):
-        for name, value in one[key].items():
-            assert torch.equal(value, two[key][name]), f"{key}.{name}"
-    if model == "cyclegan":
-        for p, q in zip(one["task_state"][0]["pools"], two["task_state"][0]["pools"], strict=True):
-            assert torch.equal(p["images"], q["images"])
+    _assert_same_run(one, two, model)
     names = ("samples.png", "losses.png", "log.csv")
     assert all((tmp_path / "b" / "run" / n).is_file() for n in names)
 
@@ -198,26 +203,17 @@ def test_timing_the_memory_format_leaves_the_run_unchanged(tmp_path, pairs_dir, 
     and two data streams); all of it is put back, so the run equals one told the format."""
     import dataclasses
 
-    import gankernels.train as train_mod
-    from gankernels import layout
+    from test_layout import _fake_choose
 
-    def choose(run_step, key, device):
-        for channels_last in (True, False, True):
-            run_step(channels_last)
-        return layout.LayoutDecision(True, "measured", 2.0, 1.0)
+    import gankernels.train as train_mod
 
     told = tiny(tmp_path / "told", model=model, data=f"pairs:{pairs_dir}", pool_size=3)
     told = dataclasses.replace(told, channels_last=True)
     train(told)
-    monkeypatch.setattr(train_mod.layout, "choose", choose)
+    monkeypatch.setattr(train_mod.layout, "choose", _fake_choose(True, []))
     timed = dataclasses.replace(told, channels_last=None, out=str(tmp_path / "timed"))
     train(timed)
     one = checkpoint.load(f"{told.out}/last.pt")
     two = checkpoint.load(f"{timed.out}/last.pt")
     assert two["channels_last"] is True
-    for key in ("G", "D", "G_ema"):
-        for name, value in one[key].items():
-            assert torch.equal(value, two[key][name]), f"{key}.{name}"
-    if model == "cyclegan":
-        for p, q in zip(one["task_state"][0]["pools"], two["task_state"][0]["pools"], strict=True):
-            assert torch.equal(p["images"], q["images"])
+    _assert_same_run(one, two, model)
