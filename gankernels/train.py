@@ -159,6 +159,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (math.isfinite(self.mode_seeking) and self.mode_seeking >= 0):
             raise ValueError(f"mode_seeking must be a number >= 0, got {self.mode_seeking!r}")
+        for f in dataclasses.fields(self):  # on/off settings; None lets the default decide
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be True or False, got {value!r}")
+            if f.type == "bool | None" and not (value is None or isinstance(value, bool)):
+                raise ValueError(f"{f.name} must be True, False or None, got {value!r}")
         get_loss(self.loss)  # unknown loss names list the valid ones
 
 

@@ -119,6 +119,10 @@ def test_refuses_incompatible_choices(tmp_path):
         train(tiny(tmp_path, ema=1.0))
     with pytest.raises(ValueError, match="mode_seeking must be a number >= 0"):
         train(tiny(tmp_path, mode_seeking=-1.0))
+    with pytest.raises(ValueError, match="channels_last must be True, False or None, got 'yes'"):
+        train(tiny(tmp_path, channels_last="yes"))
+    with pytest.raises(ValueError, match="amp must be True or False, got 1"):
+        train(tiny(tmp_path, amp=1))
     with pytest.raises(ValueError, match=r"batch per rank \(7\) must be even"):
         train(tiny(tmp_path, mode_seeking=1.0, batch=7))
 
