@@ -159,3 +159,93 @@ def test_bad_input():
         gk.ops.bias_act(x, dim=3)
     with pytest.raises(TypeError, match="floating-point"):
         gk.ops.bias_act(torch.ones(2, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS, ids=IDS)
+@pytest.mark.parametrize("act,alpha", [("relu", 0.0), ("lrelu", 0.2), ("lrelu", 0.0)])
+def test_piecewise_linear_in_place_matches_torch(backend, device, act, alpha):
+    """The in-place relu / lrelu the torch-path layers use: values and gradients of the
+    first and second order equal torch's, in every layout and dtype."""
+    from gankernels.ops.bias_act import piecewise_linear_
+
+    def ours(x, w):
+        return piecewise_linear_(F.conv2d(x, w, padding=1), act, alpha)
+
+    def theirs(x, w):
+        return F.leaky_relu(F.conv2d(x, w, padding=1), alpha)
+
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
+    fast = backend == "triton" and device == "cpu"
+    with gk.use_backend(backend):
+        assert torch.autograd.gradcheck(ours, (x, w), fast_mode=fast)
+        assert torch.autograd.gradgradcheck(ours, (x, w), fast_mode=fast)
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            for xl in layouts(torch.randn(3, 3, 6, 5, device=device).to(dtype)):
+                xl = xl.requires_grad_(True)
+                wl = torch.randn(5, 3, 3, 3, device=device).to(dtype)
+                y = ours(xl, wl)
+                (gx,) = torch.autograd.grad(y, xl, torch.randn_like(y), create_graph=True)
+                x64 = xl.detach().double().requires_grad_(True)
+                want = theirs(x64, wl.double())
+                torch.testing.assert_close(y.double(), want, **TOL[dtype])
+                assert y.is_contiguous(memory_format=torch.channels_last) == (
+                    y.stride(1) == 1 and y.shape[1] > 1
+                )
+
+
+def _zero_conv_backwards(fn) -> tuple[int, int]:
+    """(convolution backwards whose incoming gradient is all zeros, all of them) in fn()."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        zero = total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                Count.total += 1
+                Count.zero += int(not args[0].any())
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.zero, Count.total
+
+
+@pytest.mark.parametrize("impl", ["torch", "fused"])
+def test_penalty_does_not_run_the_forward_graph_backward_on_zeros(impl):
+    """In a gradient penalty the penalised forward's output is not in the loss: torch's
+    relu / lrelu still send a tensor of zeros back through its whole backward (a full
+    backward pass of D on zeros); ours send nothing, for the same gradients."""
+
+    def critic(fused):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(
+            gk.nn.Conv2dAct(3, 8, 3, stride=2, padding=1, act="lrelu", fused=fused),
+            gk.nn.Conv2dAct(8, 16, 3, stride=2, padding=1, act="relu", fused=fused),
+            torch.nn.Flatten(),
+            torch.nn.Linear(16 * 3 * 3, 1),
+        ).double()
+
+    x = torch.randn(4, 3, 11, 9, dtype=torch.float64)
+    grads = {}
+    zeros = {}
+    for name, fused in (("gk", True), ("torch", False)):
+        D = critic(fused)
+        xi = x.clone().requires_grad_(True)
+
+        def step(D=D, xi=xi):
+            (g,) = torch.autograd.grad(D(xi).sum(), xi, create_graph=True)
+            g.square().sum().backward()
+
+        with gk.use_fusion(impl):
+            zeros[name] = _zero_conv_backwards(step)
+        grads[name] = [p.grad for p in D.parameters()]
+    assert zeros["gk"][0] == 0 and zeros["gk"][1] > 0, zeros
+    assert zeros["torch"][0] >= 2, zeros  # both convolutions' backward on zeros
+    for a, b in zip(grads["gk"], grads["torch"], strict=True):
+        # A bias that reaches the penalty only through relu' has no gradient (None) in
+        # ours, a tensor of zeros in torch's; the last bias is in neither's penalty.
+        if a is None and b is not None:
+            a = torch.zeros_like(b)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -36,7 +36,7 @@ from ..nn.layer_act import (
 )
 from ..nn.norm_act import NormAct
 from ..nn.spectral_norm import spectral_norm as fused_spectral_norm
-from ..ops.bias_act import ACTIVATIONS, bias_act_code
+from ..ops.bias_act import ACTIVATIONS, bias_act_code, piecewise_linear_
 from ..ops.norm_act import norm_act, resolve_alpha
 
 _SQRT2 = math.sqrt(2)
@@ -343,7 +343,7 @@ class NoiseBiasAct(FusionChoice, nn.Module):
             )
         # lrelu(z) * g = lrelu(z * g) for g > 0: one new tensor, then in place.
         y = torch.add(x, bias.to(x.dtype)[:, None, None], alpha=1.0).mul_(_SQRT2)
-        return F.leaky_relu_(y, 0.2)
+        return piecewise_linear_(y, "lrelu", 0.2)
 
     def forward(self, x: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
         if noise_mode == "random":

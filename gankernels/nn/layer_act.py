@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..fusion import FusionChoice
 from ..ops import resample_conv
-from ..ops.bias_act import ACTIVATIONS, bias_act_code
+from ..ops.bias_act import ACTIVATIONS, bias_act_code, piecewise_linear_
 from ..ops.norm_act import resolve_alpha
 
 ACTS = tuple(ACTIVATIONS)  # the activations bias_act and NormAct run
@@ -54,10 +54,8 @@ def activation_(y: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
     result); y must be a fresh tensor no one else reads. alpha: the resolved value."""
     if act == "linear":
         return y
-    if act == "relu":
-        return F.relu_(y)
-    if act == "lrelu" and alpha >= 0:  # in-place backward needs a non-negative slope
-        return F.leaky_relu_(y, alpha)
+    if act == "relu" or (act == "lrelu" and alpha >= 0):  # in place needs a slope >= 0
+        return piecewise_linear_(y, act, alpha)
     if act == "tanh":
         return y.tanh_()
     if act == "sigmoid":

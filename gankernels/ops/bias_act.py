@@ -334,10 +334,13 @@ class _BiasAct(torch.autograd.Function):
         ctx.args = (dim, act, alpha, gain, clamp)
         ctx.s_is_y, ctx.backend = CODES[act].saves_y, backend  # autograd threads do not
         ctx.save_for_backward(y if ctx.s_is_y else x, b)  # see `use_backend`
+        ctx.set_materialize_grads(False)  # see _PiecewiseLinearInPlace
         return y
 
     @staticmethod
     def backward(ctx, dy):
+        if dy is None:
+            return (None,) * 8
         s, b = ctx.saved_tensors
         b_for_s = None if ctx.s_is_y else b
         if torch.is_grad_enabled():  # create_graph: a differentiable gradient
@@ -358,10 +361,13 @@ class _BiasActGrad(torch.autograd.Function):
             backend,
         )
         ctx.save_for_backward(dy, s, b)
+        ctx.set_materialize_grads(False)
         return _run_grad(dy, s, b, dim, act, alpha, gain, clamp, order, s_is_y, backend)
 
     @staticmethod
     def backward(ctx, h):
+        if h is None:
+            return (None,) * 11
         if ctx.order != 1:
             raise RuntimeError("bias_act: gradients beyond the second order are not supported")
         dy, s, b = ctx.saved_tensors
@@ -375,6 +381,57 @@ class _BiasActGrad(torch.autograd.Function):
             if b is not None and ctx.needs_input_grad[2]:
                 grad_b = _sum_but(grad_s, dim, b)
         return grad_dy, grad_s, grad_b, None, None, None, None, None, None, None, None
+
+
+class _PiecewiseLinearInPlace(torch.autograd.Function):
+    """relu / lrelu (alpha >= 0) in place on a fresh tensor with torch's kernels, whose
+    gradient, when it must be differentiable again, is our bias_act_grad from the result.
+    Its double backward gives the input no gradient (the derivative is piecewise
+    constant) where torch's gives a tensor of zeros, and autograd would carry those
+    zeros back through the whole forward graph of a gradient penalty: a full backward
+    pass of D on zeros every penalised step."""
+
+    @staticmethod
+    def forward(ctx, y, dim, act, alpha, backend):
+        if act == ACTIVATIONS["relu"].code:
+            torch.relu_(y)
+        else:
+            torch.nn.functional.leaky_relu_(y, alpha)
+        ctx.mark_dirty(y)
+        ctx.save_for_backward(y)
+        ctx.args, ctx.backend = (dim, act, alpha, 1.0, -1.0), backend
+        ctx.set_materialize_grads(False)  # no gradient stays None, not a tensor of zeros
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        if dy is None:
+            return None, None, None, None, None
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable gradient
+            return _BiasActGrad.apply(dy, y, None, *ctx.args, 1, True, ctx.backend), *[None] * 4
+        dim, act, alpha = ctx.args[:3]
+        if act == ACTIVATIONS["relu"].code:
+            return torch.ops.aten.threshold_backward(dy, y, 0), *[None] * 4
+        return torch.ops.aten.leaky_relu_backward(dy, y, alpha, True), *[None] * 4
+
+
+PIECEWISE_LINEAR_IN_PLACE = ("relu", "lrelu")
+
+
+def piecewise_linear_(y: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    """relu(y) or leaky_relu(y, alpha >= 0) in place on a fresh tensor y that no one else
+    reads, as torch's relu_ / leaky_relu_ but with a second order that stays out of the
+    forward graph (see _PiecewiseLinearInPlace)."""
+    code = ACTIVATIONS[act].code
+    if act not in PIECEWISE_LINEAR_IN_PLACE or (act == "lrelu" and alpha < 0):
+        raise ValueError(f"piecewise_linear_: act must be relu or lrelu with alpha >= 0, got "
+                         f"{act!r} alpha={alpha!r}")  # fmt: skip
+    tracked = torch.is_grad_enabled() and y.requires_grad
+    if not tracked or not eager(y) or y._is_view():
+        return torch.relu_(y) if act == "relu" else torch.nn.functional.leaky_relu_(y, alpha)
+    dim = 1 if y.dim() > 1 else 0
+    return _PiecewiseLinearInPlace.apply(y, dim, code, alpha, _backend.resolve(y.device))
 
 
 def eager(x: torch.Tensor) -> bool:

@@ -335,12 +335,15 @@ class _NormAct(torch.autograd.Function):
         x = dense(x)
         ctx.args, ctx.backend = (per_sample, act, alpha, batch_stats, eps), backend
         ctx.save_for_backward(x, mean, rstd, weight, bias)
+        ctx.set_materialize_grads(False)  # no gradient stays None, not a tensor of zeros
         kernel = _kernels(backend)["norm_act_forward"]
         with profiled("gankernels::norm_act_forward"):
             return kernel(x, mean, rstd, weight, bias, per_sample, act, alpha)
 
     @staticmethod
     def backward(ctx, dy):
+        if dy is None:
+            return (None,) * 11
         x, mean, rstd, weight, bias = ctx.saved_tensors
         per_sample = ctx.args[0]
         if torch.is_grad_enabled():
