@@ -393,10 +393,7 @@ class _PiecewiseLinearInPlace(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, dim, act, alpha, backend):
-        if act == ACTIVATIONS["relu"].code:
-            torch.relu_(y)
-        else:
-            torch.nn.functional.leaky_relu_(y, alpha)
+        _torch_in_place(y, act, alpha)
         ctx.mark_dirty(y)
         ctx.save_for_backward(y)
         ctx.args, ctx.backend = (dim, act, alpha, 1.0, -1.0), backend
@@ -416,21 +413,23 @@ class _PiecewiseLinearInPlace(torch.autograd.Function):
         return torch.ops.aten.leaky_relu_backward(dy, y, alpha, True), *[None] * 4
 
 
-PIECEWISE_LINEAR_IN_PLACE = ("relu", "lrelu")
+def _torch_in_place(y: torch.Tensor, act: int, alpha: float) -> torch.Tensor:
+    if act == ACTIVATIONS["relu"].code:
+        return torch.relu_(y)
+    return torch.nn.functional.leaky_relu_(y, alpha)
 
 
 def piecewise_linear_(y: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
     """relu(y) or leaky_relu(y, alpha >= 0) in place on a fresh tensor y that no one else
     reads, as torch's relu_ / leaky_relu_ but with a second order that stays out of the
     forward graph (see _PiecewiseLinearInPlace)."""
-    code = ACTIVATIONS[act].code
-    if act not in PIECEWISE_LINEAR_IN_PLACE or (act == "lrelu" and alpha < 0):
+    if act not in ("relu", "lrelu") or (act == "lrelu" and alpha < 0):
         raise ValueError(f"piecewise_linear_: act must be relu or lrelu with alpha >= 0, got "
                          f"{act!r} alpha={alpha!r}")  # fmt: skip
-    tracked = torch.is_grad_enabled() and y.requires_grad
-    if not tracked or not eager(y) or y._is_view():
-        return torch.relu_(y) if act == "relu" else torch.nn.functional.leaky_relu_(y, alpha)
-    dim = 1 if y.dim() > 1 else 0
+    code = ACTIVATIONS[act].code
+    if not (torch.is_grad_enabled() and y.requires_grad) or not eager(y) or y._is_view():
+        return _torch_in_place(y, code, alpha)
+    dim = 1 if y.dim() > 1 else 0  # no bias: any dim gives the kernels a valid layout
     return _PiecewiseLinearInPlace.apply(y, dim, code, alpha, _backend.resolve(y.device))
 
 
