@@ -55,11 +55,17 @@ CASES = [
     ((4, 4), (1, 1), (3, 2, 3, 2)),
     ((1, 1), (4, 3), (3, 3, 0, 2)),
     ((2, 3), (3, 2), (-2, 4, 1, -1)),
+    # Per-dim factors of StyleGAN's resampling with crops and uneven pads (the CPU kernel's
+    # flat row pass takes up 1 / down 1-2 and up 2 / down 1 rows).
+    ((1, 2), (2, 1), (-1, 2, 0, 1)),
+    ((2, 1), (1, 2), (-2, 3, 3, -1)),
+    ((2, 1), (1, 1), (3, -1, 1, 1)),
 ]
 FILTERS = {
     "1d4": lambda: torch.tensor([1.0, 3.0, 3.0, 1.0]),
     "1d3": lambda: torch.randn(3),
     "1d1": lambda: torch.randn(1),
+    "1d5": lambda: torch.randn(5),
     "2d3x4": lambda: torch.randn(3, 4),
     "2d5x2": lambda: torch.randn(5, 2),
     "2d1x1": lambda: torch.randn(1, 1),

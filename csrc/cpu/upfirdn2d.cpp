@@ -6,7 +6,8 @@
 // a per-plane buffer, then a column pass: O(taps) per output, not O(taps^2); so does a 2-D
 // filter that is an outer product. Any other 2-D filter runs, for each output row, one row
 // pass per filter row that hits a real input row.
-// NCHW vectorises the column pass along W; channels_last vectorises both passes along C.
+// NCHW vectorises the column pass along W and, for the usual factors, the row pass over the
+// whole plane (FlatRows); channels_last vectorises both passes along C.
 // Work is split over (N, C) planes (NCHW) or (N, channel blocks) (channels_last).
 #include "upfirdn2d.h"
 
@@ -103,6 +104,181 @@ void row_pass(const scalar_t* in, acc_t* out, const Taps<acc_t>& tab, const acc_
 struct Geometry {
   int64_t H, W, OH, OW, C;
 };
+
+// NCHW, separable, up 1 with down 1 or 2, or up 2 with down 1 (StyleGAN's resampling and
+// its gradients): the row pass runs over a whole plane as one long loop. Each row is copied
+// into a zero-margined buffer of stride Wp; every output of every row is then the same dot
+// product of a per-phase filter with that buffer at a fixed offset, so the plane vectorises
+// as one array instead of H short rows (rows of 7-64 samples leave most of a vector loop in
+// its remainder) and the borders need no tap table. Outputs past OW in a row land in the
+// row's slack and are never read.
+template <typename acc_t>
+struct FlatRows {
+  int64_t up = 1, down = 1;
+  int64_t margin = 0;  // zeros left of each row in the buffer
+  int64_t Wp = 0;      // buffer row stride
+  int64_t S = 0;       // row stride of the result: Wp / down, or 2 * Wp for up 2
+  int64_t n = 0;       // flat loop length over the plane
+  int64_t T = 0;       // taps per phase
+  int64_t off[2] = {0, 0};
+  std::vector<acc_t> w[2];  // per phase (up 2), T taps each
+};
+
+constexpr int64_t kMaxFlatTaps = 8;
+
+int64_t floor_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
+
+// g as in make_taps (k taps, oriented for correlation). False: factors or filter length
+// this path does not take.
+template <typename acc_t>
+bool make_flat_rows(const acc_t* g, int64_t k, int64_t H, int64_t W, int64_t OW, int64_t up,
+                    int64_t down, int64_t pad0, FlatRows<acc_t>& fr) {
+  fr.up = up;
+  fr.down = down;
+  if (up == 1 && (down == 1 || down == 2) && k <= kMaxFlatTaps) {
+    // out[o] = sum_a g[a] x[o * down + a - pad0]; the buffer holds x at margin.
+    fr.T = k;
+    fr.w[0].assign(g, g + k);
+    fr.margin = std::max<int64_t>(pad0, 0);
+    fr.off[0] = fr.margin - pad0;
+    fr.Wp = std::max((OW - 1) * down + k + fr.off[0], fr.margin + W);
+    fr.Wp += fr.Wp % down;  // the result's stride Wp / down must be exact
+    fr.S = fr.Wp / down;
+    fr.n = (H - 1) * fr.S + OW;
+    return true;
+  }
+  if (up == 2 && down == 1 && (k + 1) / 2 <= kMaxFlatTaps) {
+    // out[2m + p] = sum_b g[2b + c_p] x[m + b + delta_p], c_p = (pad0 - p) mod 2: the taps
+    // that meet real (not inserted-zero) samples in phase p.
+    fr.T = (k + 1) / 2;
+    int64_t delta[2];
+    for (int p = 0; p < 2; ++p) {
+      const int64_t c = floor_mod(pad0 - p, 2);
+      fr.w[p].assign(fr.T, acc_t(0));
+      for (int64_t b = 0; 2 * b + c < k; ++b) fr.w[p][b] = g[2 * b + c];
+      delta[p] = (p + c - pad0) / 2;  // exact: p + c - pad0 is even
+    }
+    fr.margin = std::max<int64_t>({0, -delta[0], -delta[1]});
+    for (int p = 0; p < 2; ++p) fr.off[p] = delta[p] + fr.margin;
+    const int64_t half = (OW + 1) / 2;
+    fr.Wp = std::max(half + fr.T + std::max(fr.off[0], fr.off[1]), fr.margin + W);
+    fr.S = 2 * fr.Wp;
+    fr.n = (H - 1) * fr.Wp + half;
+    return true;
+  }
+  return false;
+}
+
+template <int T, typename acc_t>
+void flat_row_pass_fixed(const acc_t* buf, acc_t* mid, const FlatRows<acc_t>& fr) {
+  const int64_t n = fr.n;
+  acc_t w0[T], w1[T];  // in registers: the loop below then vectorises along j
+  for (int t = 0; t < T; ++t) {
+    w0[t] = fr.w[0][t];
+    w1[t] = fr.up == 2 ? fr.w[1][t] : acc_t(0);
+  }
+  if (fr.up == 2) {
+    const acc_t *s0 = buf + fr.off[0], *s1 = buf + fr.off[1];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      acc_t a0 = 0, a1 = 0;
+      for (int t = 0; t < T; ++t) {
+        a0 += w0[t] * s0[j + t];
+        a1 += w1[t] * s1[j + t];
+      }
+      mid[2 * j] = a0;
+      mid[2 * j + 1] = a1;
+    }
+    return;
+  }
+  const acc_t* src = buf + fr.off[0];
+  if (fr.down == 1) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      acc_t a = 0;
+      for (int t = 0; t < T; ++t) a += w0[t] * src[j + t];
+      mid[j] = a;
+    }
+    return;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    acc_t a = 0;
+    for (int t = 0; t < T; ++t) a += w0[t] * src[2 * j + t];
+    mid[j] = a;
+  }
+}
+
+template <typename acc_t>
+void flat_row_pass(const acc_t* buf, acc_t* mid, const FlatRows<acc_t>& fr) {
+  switch (fr.T) {
+    case 1: return flat_row_pass_fixed<1>(buf, mid, fr);
+    case 2: return flat_row_pass_fixed<2>(buf, mid, fr);
+    case 3: return flat_row_pass_fixed<3>(buf, mid, fr);
+    case 4: return flat_row_pass_fixed<4>(buf, mid, fr);
+    case 5: return flat_row_pass_fixed<5>(buf, mid, fr);
+    case 6: return flat_row_pass_fixed<6>(buf, mid, fr);
+    case 7: return flat_row_pass_fixed<7>(buf, mid, fr);
+    case 8: return flat_row_pass_fixed<8>(buf, mid, fr);
+    default: TORCH_CHECK(false, kFn, ": internal: flat row pass of ", fr.T, " taps");
+  }
+}
+
+// y rows from the row pass's result (stride S) through the column tap table.
+template <int T, typename scalar_t, typename acc_t>
+void column_pass_fixed(const acc_t* mid, scalar_t* y, int64_t OH, int64_t OW, int64_t S,
+                       const Taps<acc_t>& yt) {
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    acc_t w[T];
+    for (int t = 0; t < T; ++t) w[t] = yt.w[oy * T + t];
+    const acc_t* rows = mid + yt.start[oy] * S;
+    scalar_t* dst = y + oy * OW;
+#pragma omp simd
+    for (int64_t ox = 0; ox < OW; ++ox) {
+      acc_t a = 0;
+      for (int t = 0; t < T; ++t) a += w[t] * rows[t * S + ox];
+      dst[ox] = scalar_t(a);
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+void column_pass(const acc_t* mid, scalar_t* y, int64_t OH, int64_t OW, int64_t S,
+                 const Taps<acc_t>& yt) {
+  switch (yt.T) {
+    case 1: return column_pass_fixed<1>(mid, y, OH, OW, S, yt);
+    case 2: return column_pass_fixed<2>(mid, y, OH, OW, S, yt);
+    case 3: return column_pass_fixed<3>(mid, y, OH, OW, S, yt);
+    case 4: return column_pass_fixed<4>(mid, y, OH, OW, S, yt);
+    default: break;
+  }
+  const int64_t Ty = yt.T;
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    const acc_t* w = yt.w.data() + oy * Ty;
+    const acc_t* rows = mid + yt.start[oy] * S;
+    scalar_t* dst = y + oy * OW;
+    for (int64_t ox = 0; ox < OW; ++ox) {
+      acc_t a = 0;
+      for (int64_t t = 0; t < Ty; ++t) a += w[t] * rows[t * S + ox];
+      dst[ox] = scalar_t(a);
+    }
+  }
+}
+
+// One NCHW plane: rows into the margined buffer, the flat row pass, the column pass.
+template <typename scalar_t, typename acc_t>
+void plane_nchw_flat(const scalar_t* x, scalar_t* y, const Geometry& g,
+                     const FlatRows<acc_t>& fr, const Taps<acc_t>& yt, std::vector<acc_t>& buf,
+                     std::vector<acc_t>& mid) {
+  for (int64_t iy = 0; iy < g.H; ++iy) {
+    const scalar_t* src = x + iy * g.W;
+    acc_t* dst = buf.data() + iy * fr.Wp + fr.margin;
+#pragma omp simd
+    for (int64_t c = 0; c < g.W; ++c) dst[c] = acc_t(src[c]);
+  }
+  flat_row_pass(buf.data(), mid.data(), fr);
+  column_pass(mid.data(), y, g.OH, g.OW, fr.S, yt);
+}
 
 // One (n, c) plane of an NCHW tensor. sep: xt (row) and yt (column) tables of the 1-D
 // filter; 2-D: xrows[a] is the row table of filter row a, yt.tap names the filter rows.
@@ -281,6 +457,19 @@ void forward_impl(const at::Tensor& x, const at::Tensor& f, at::Tensor& y, int64
   }
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  FlatRows<acc_t> fr;
+  if (!channels_last && separable &&
+      make_flat_rows(gx.data(), fw, g.H, g.W, g.OW, upx, downx, px0, fr)) {
+    const int64_t plane_in = g.H * g.W, plane_out = g.OH * g.OW;
+    at::parallel_for(0, N * C, 1, [&](int64_t p0, int64_t p1) {
+      // Zeroed once: the margins stay zero, only the rows' interiors are rewritten.
+      std::vector<acc_t> buf(g.H * fr.Wp, acc_t(0)), mid(g.H * fr.S);
+      for (int64_t p = p0; p < p1; ++p) {
+        plane_nchw_flat(xp + p * plane_in, yp + p * plane_out, g, fr, yt, buf, mid);
+      }
+    });
+    return;
+  }
   if (!channels_last) {
     const int64_t plane_in = g.H * g.W, plane_out = g.OH * g.OW;
     at::parallel_for(0, N * C, 1, [&](int64_t p0, int64_t p1) {
