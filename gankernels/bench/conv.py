@@ -29,7 +29,7 @@ from .core import (
 
 BIAS_ACT_SHAPES = [(32, 256, 32, 32), (8, 512, 64, 64)]
 NORM_ACT_SHAPES = [(16, 256, 64, 64)]
-UPFIRDN_SHAPES = [(8, 256, 64, 64)]
+UPFIRDN_SHAPES = [(8, 256, 64, 64), (64, 64, 28, 28)]  # the second: StyleGAN2 on MNIST
 MODCONV_SHAPES = [(8, 512, 512, 16, 16)]  # batch, in, out channels, H, W (3x3 kernel)
 MBSTD_SHAPES = [(32, 512, 4, 4), (16, 256, 16, 16)]
 # batch, in, out channels, H, W of the low-resolution side (3x3 kernel): SNGAN's blocks
