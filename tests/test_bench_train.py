@@ -32,6 +32,27 @@ def test_repeat_reports_medians_worst_ratio_and_cpu_time(tmp_path, monkeypatch, 
     assert line.count("x |") == 3, line  # gk / torch, worst, CPU time
 
 
+def test_interleave_takes_turns(tmp_path, monkeypatch):
+    """--interleave: each provider's timed intervals run while the other waits."""
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results"
+    args = ["bench", "--train", "--quick", "--no-compile", "--cases", "dcgan_wgan_gp"]
+    args += ["--interleave", "--out", str(out)]  # --quick: 2 intervals of 2 steps
+    assert main(args) == 0
+    (results,) = out.glob("train_cpu_quick_*.json")
+    doc = json.loads(results.read_text())
+    rows = {r["provider"]: r for r in doc["rows"]}
+    assert set(rows) == {"torch", "gk"} and doc["meta"]["interleave"] is True
+    for r in rows.values():
+        assert r["status"] == "ok" and r["timing"] == "interleaved", r
+        assert r["intervals"] == 2 and r["steps_per_interval"] == 2 and r["images_per_s"] > 0
+        assert r["memory_format"] in ("contiguous", "channels_last")
+    # torch's interval i, then gk's, then torch's i + 1: no overlap, in that order
+    order = sorted((start, end, p) for p, r in rows.items() for start, end in r["spans"])
+    assert [p for *_, p in order] == ["torch", "gk"] * 2
+    assert all(a[1] <= b[0] for a, b in zip(order, order[1:], strict=False))
+
+
 def test_profile_writes_tables_and_a_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results"

@@ -13,6 +13,7 @@ import argparse
 import csv
 import datetime as _dt
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -46,8 +47,9 @@ def provider_config(provider: str, base: TrainConfig) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> dict:
-    model, loss, what = TRAIN_CASES[case]
+def _timed_config(case: str, provider: str, args: argparse.Namespace, out: Path):
+    """(config, interval): `args.intervals` timed log intervals after a warm-up one."""
+    model, loss, _ = TRAIN_CASES[case]
     # Whole lazy-regularisation periods per interval (R1 every 16 steps), except --quick.
     interval = 16 if loss == "r1" and not args.quick else args.interval
     data, image_size = CASE_DATA.get(case, (args.data, None))
@@ -70,9 +72,19 @@ def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> di
         progress=False,
         out=str(out / f"{case}-{provider}"),
     )
-    config = provider_config(provider, base)
+    return provider_config(provider, base), interval
+
+
+def _row(case: str, provider: str, config: TrainConfig, args: argparse.Namespace) -> dict:
+    model, loss, what = TRAIN_CASES[case]
     row = dict(case=case, model=model, loss=loss, what=what, provider=provider, batch=args.batch)
-    row.update(data=data, image_size=image_size, load_before=_load())
+    row.update(data=config.data, image_size=config.image_size, load_before=_load())
+    return row
+
+
+def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> dict:
+    config, interval = _timed_config(case, provider, args, out)
+    row = _row(case, provider, config, args)
     t0 = time.perf_counter()
     # The process's CPU time at every optimizer step: images per CPU second, which other
     # processes' load inflates far less than wall time (not at all on a single thread).
@@ -100,6 +112,114 @@ def measure(case: str, provider: str, args: argparse.Namespace, out: Path) -> di
         load_after=_load(),
     )
     return row
+
+
+def measure_interleaved(
+    case: str, providers: list[str], args: argparse.Namespace, out: Path
+) -> list[dict]:
+    """The providers train in separate processes that take turns, one timed interval each
+    (every other process waiting, idle, for its turn), so that a change in the host's
+    speed during the run reaches all of them alike; back to back, a provider's whole run
+    can land in a slow minute. Warm-up intervals never overlap either."""
+    ctx = multiprocessing.get_context("spawn")  # torch's thread pools do not survive fork
+    turns, rows = {}, {}
+    for provider in providers:
+        config, interval = _timed_config(case, provider, args, out)
+        rows[provider] = _row(case, provider, config, args)
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_take_turns, args=(config, interval, theirs))
+        proc.start()
+        turns[provider] = (proc, ours)
+        _next_report(turns, provider, rows)  # its warm-up interval, alone
+    timed = {p: [] for p in providers}
+    t0, clock0 = time.perf_counter(), time.monotonic()
+    for _ in range(args.intervals):
+        for provider in [p for p in providers if p in turns]:
+            turns[provider][1].send("go")
+            report = _next_report(turns, provider, rows)
+            if report is not None:
+                timed[provider].append(report)
+    for provider in list(turns):  # let each finish its run
+        turns[provider][1].send("go")
+        _next_report(turns, provider, rows)
+    out_rows = []
+    for provider in providers:
+        row, intervals = rows[provider], timed[provider]
+        if row.get("status") != "error":
+            steps = intervals[0][2] if intervals else 0
+            rates = [args.batch * steps / wall for wall, *_ in intervals]
+            cpu = [args.batch * steps / c for _, c, *_ in intervals if c > 0]
+            row.update(
+                status="ok" if rates else "error",
+                images_per_s=statistics.median(rates) if rates else None,
+                cpu_images_per_s=statistics.median(cpu) if cpu else None,
+                intervals=len(rates),
+                steps_per_interval=steps,
+                wall_s=round(time.perf_counter() - t0, 1),
+                load_after=_load(),
+                timing="interleaved",
+                # when each timed interval ran, seconds from the first turn
+                spans=[[round(a - clock0, 3), round(b - clock0, 3)] for *_, a, b in intervals],
+            )
+        out_rows.append(row)
+    return out_rows
+
+
+def _next_report(turns: dict, provider: str, rows: dict) -> tuple | None:
+    """The provider's next message: an interval's (wall s, CPU s, steps, start, end), or at
+    the end its memory format; an error (or a dead process) ends its turns and marks its
+    row."""
+    proc, conn = turns[provider]
+    try:
+        kind, *value = conn.recv()
+    except EOFError:
+        kind, value = "error", [f"the {provider} process ended (exit code {proc.exitcode})"]
+    if kind == "interval":
+        return tuple(value)
+    if kind == "done":
+        rows[provider]["memory_format"] = value[0]
+    else:
+        rows[provider].update(status="error", note=str(value[0])[:300])
+    proc.join(timeout=60)
+    del turns[provider]
+    return None
+
+
+def _take_turns(config: TrainConfig, interval: int, conn) -> None:
+    """Train `config`; after every `interval` steps report the interval's wall and CPU
+    seconds and wait for the word to go on (the first interval, the warm-up, unreported
+    but also waited on)."""
+    state = dict(calls=0, first=None, per_step=0, start=None)
+
+    def after_step(optimizer, *_):
+        # A training step is one step of each optimizer (n_critic 1); the first one seen
+        # again marks how many there are.
+        state["calls"] += 1
+        if state["first"] is None:
+            state["first"] = optimizer
+        elif optimizer is state["first"] and not state["per_step"]:
+            state["per_step"] = state["calls"] - 1
+        per_step = state["per_step"]
+        if not per_step or state["calls"] % (per_step * interval):
+            return
+        if state["start"] is not None:
+            start, cpu_start = state["start"]
+            end, cpu = time.monotonic(), time.process_time()  # monotonic: one clock for all
+            conn.send(("interval", end - start, cpu - cpu_start, interval, start, end))
+        else:
+            conn.send(("interval", 0.0, 0.0, 0, 0.0, 0.0))  # the end of the warm-up
+        conn.recv()
+        state["start"] = (time.monotonic(), time.process_time())
+
+    hook = register_optimizer_step_post_hook(after_step)
+    try:
+        result = train(config)
+        conn.send(("done", result.memory_format))
+    except Exception as err:  # reported in the provider's row
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        hook.remove()
+        conn.close()
 
 
 def _load() -> float | None:
@@ -187,16 +307,20 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in wanted:
-            for run_index in range(args.repeat):  # providers back to back in each run
-                for provider in providers:
-                    row = measure(case, provider, args, Path(tmp) / str(run_index))
+            for run_index in range(args.repeat):
+                folder = Path(tmp) / str(run_index)
+                if args.interleave:
+                    run_rows = measure_interleaved(case, providers, args, folder)
+                else:  # providers back to back
+                    run_rows = [measure(case, p, args, folder) for p in providers]
+                for row in run_rows:
                     row["run"] = run_index
                     rate = (
                         f"{row['images_per_s']:.1f} img/s" if row["status"] == "ok" else row["note"]
                     )
                     print(
-                        f"  {case:16s} {provider:14s} run {run_index + 1}/{args.repeat} {rate} "
-                        f"(load {row['load_before']} -> {row.get('load_after')})",
+                        f"  {case:16s} {row['provider']:14s} run {run_index + 1}/{args.repeat} "
+                        f"{rate} (load {row['load_before']} -> {row.get('load_after')})",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -213,8 +337,10 @@ def run(args: argparse.Namespace) -> int:
         image_size=28 if args.quick else None,
         date=_dt.datetime.now().isoformat(timespec="seconds"),
         quick=args.quick,
-        timing="median images/s over log intervals after the first; real images through D",
+        timing="median images/s over log intervals after the first; real images through D"
+        + ("; providers interleaved interval by interval" if args.interleave else ""),
         repeat=args.repeat,
+        interleave=args.interleave,
         fusion=fusion.get_fusion(),
         omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
         note=args.note,
@@ -395,6 +521,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="--train: runs per case, the providers back to back in each; the table then "
         "shows medians and the worst gk / torch ratio (default 1)",
+    )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="--train: the providers train in separate processes taking turns, one timed "
+        "interval each, so that a change in the host's speed reaches them alike (default: "
+        "one provider's whole run after the other's)",
     )
     parser.add_argument(
         "--profile",
