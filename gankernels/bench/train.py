@@ -4,7 +4,9 @@ from plain torch (`--reference`) and that compiled, on one device in one run.
 
 Each provider trains the same configuration from the same seed for a few log intervals;
 the rate is the median over the intervals after the first (which pays for warm-up and
-compilation). n_critic is 1 so that a step is one D step plus one G step.
+compilation). n_critic is 1 so that a step is one D step plus one G step. The providers
+run one after the other, or (--interleave) in separate processes taking turns interval
+by interval.
 """
 
 from __future__ import annotations
@@ -187,8 +189,8 @@ def _next_report(turns: dict, provider: str, rows: dict) -> tuple | None:
 
 def _take_turns(config: TrainConfig, interval: int, conn) -> None:
     """Train `config`; after every `interval` steps report the interval's wall and CPU
-    seconds and wait for the word to go on (the first interval, the warm-up, unreported
-    but also waited on)."""
+    seconds and wait for the word to go on (after the first interval, the warm-up, the
+    report is all zeros)."""
     state = dict(calls=0, first=None, per_step=0, start=None)
 
     def after_step(optimizer, *_):
@@ -519,8 +521,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeat",
         type=int,
         default=1,
-        help="--train: runs per case, the providers back to back in each; the table then "
-        "shows medians and the worst gk / torch ratio (default 1)",
+        help="--train: runs per case, the providers back to back in each (or taking turns, "
+        "--interleave); the table then shows medians and the worst gk / torch ratio "
+        "(default 1)",
     )
     parser.add_argument(
         "--interleave",
