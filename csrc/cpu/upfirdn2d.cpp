@@ -292,20 +292,7 @@ void plane_nchw(const scalar_t* x, scalar_t* y, const Geometry& g, bool separabl
     for (int64_t iy = 0; iy < g.H; ++iy) {
       row_pass(x + iy * W, mid.data() + iy * OW, xt, xt.w.data(), OW, false);
     }
-    for (int64_t oy = 0; oy < g.OH; ++oy) {
-      acc_t* a = acc.data();
-      std::fill(a, a + OW, acc_t(0));
-      for (int64_t t = 0; t < Ty; ++t) {
-        const acc_t wt = yt.w[oy * Ty + t];
-        if (wt == acc_t(0)) continue;
-        const acc_t* m = mid.data() + (yt.start[oy] + t) * OW;
-#pragma omp simd
-        for (int64_t ox = 0; ox < OW; ++ox) a[ox] += wt * m[ox];
-      }
-      scalar_t* dst = y + oy * OW;
-#pragma omp simd
-      for (int64_t ox = 0; ox < OW; ++ox) dst[ox] = scalar_t(a[ox]);
-    }
+    column_pass(mid.data(), y, g.OH, OW, OW, yt);
     return;
   }
   for (int64_t oy = 0; oy < g.OH; ++oy) {

@@ -407,7 +407,7 @@ class _PiecewiseLinearInPlace(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: a differentiable gradient
             return _BiasActGrad.apply(dy, y, None, *ctx.args, 1, True, ctx.backend), *[None] * 4
-        dim, act, alpha = ctx.args[:3]
+        _, act, alpha = ctx.args[:3]
         if act == ACTIVATIONS["relu"].code:
             return torch.ops.aten.threshold_backward(dy, y, 0), *[None] * 4
         return torch.ops.aten.leaky_relu_backward(dy, y, alpha, True), *[None] * 4
