@@ -311,12 +311,15 @@ class ImagePool:
         self.count = stored.shape[0]
 
 
-def r1_gamma(resolution: int, batch: int) -> float:
+R1_GAMMA_COEF = 0.0002  # StyleGAN2-ADA's
+
+
+def r1_gamma(resolution: int, batch: int, coef: float = R1_GAMMA_COEF) -> float:
     """The R1 / R2 weight StyleGAN2-ADA derives for a resolution and batch size,
-    0.0002 * resolution^2 / batch: 0.00245 for 28 px at batch 64, where the registry's
-    10 (the papers' value for 1024 px faces) smooths D so much that a conditional G
-    narrows every class (docs/conditional: recall 0.40 against 0.63)."""
-    return 0.0002 * resolution**2 / batch
+    coef * resolution^2 / batch with its coef 0.0002: 0.00245 for 28 px at batch 64, where
+    the registry's 10 (the papers' value for 1024 px faces) smooths D so much that a
+    conditional G narrows every class (docs/conditional: recall 0.40 against 0.63)."""
+    return coef * resolution**2 / batch
 
 
 def get_loss(name: str, **overrides) -> GANLoss:

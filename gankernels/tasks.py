@@ -16,6 +16,7 @@ step, stream), so a resumed run and a run on N ranks compute what one run comput
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
@@ -27,7 +28,7 @@ from torch import nn
 from . import models
 from .data import BatchStream, load_dataset, to_model_range
 from .fusion import second_order
-from .losses import GANLoss, ImagePool, mode_seeking_loss, r1_gamma
+from .losses import R1_GAMMA_COEF, GANLoss, ImagePool, mode_seeking_loss, r1_gamma
 from .regularizers import gradient_penalty, r1_penalty_from
 
 GENERATION_MODELS = models.MODELS
@@ -44,6 +45,15 @@ DEFAULT_LOSS_CONDITIONAL = "r1"
 DEFAULT_LOSS_OTHERS = "wgan-gp"
 SNGAN_R1_LR = (2e-4, 8e-4)  # (G, D); measured in docs/conditional
 SNGAN_R1_WIDTH = 32  # the width those rates were measured at (64: 4x the work, not run)
+# StyleGAN2 + R1, measured on MNIST (docs/training): G and D at 10x the paper's 2e-3 (its
+# equalised-lr weights are ~N(0, 1), so an Adam step moves them by ~lr of their size; at
+# 2e-3 this G had not learnt MNIST in 3000 steps), gamma at 20x StyleGAN2-ADA's heuristic
+# (0.049 at 28 px, batch 64), and the width those were measured at. The rates are for
+# width 16 and scale as 1 / sqrt(width): a wider layer sums more weights' moves (at width
+# 64, 2e-2 collapsed and 1e-2 trained).
+STYLEGAN2_R1_LR = (2e-2, 2e-2)
+STYLEGAN2_R1_GAMMA_COEF = 0.004
+STYLEGAN2_R1_WIDTH = 16
 
 # Random streams of one step (see train.step_generator): D step i draws its noise from
 # stream 2i and its penalty mixing weights from 2i + 1 (i < 30); the pools use 60 and 61,
@@ -293,11 +303,14 @@ class GenerationTask(Task):
         self.kind = config.condition_kind()
         data = self._load(config, log)
         self.data = data
+        stylegan2_r1 = config.model == "stylegan2" and loss.name == "r1"
         if config.penalty_weight is None and loss.penalty in ("r1", "r2"):
-            gamma = r1_gamma(data.image_size, config.batch)
+            coef = STYLEGAN2_R1_GAMMA_COEF if stylegan2_r1 else R1_GAMMA_COEF
+            gamma = r1_gamma(data.image_size, config.batch, coef)
             self.loss = replace(loss, penalty_weight=gamma)
-            log(f"{loss.penalty} gamma {gamma:.3g} (0.0002 * {data.image_size}^2 / batch "
-                f"{config.batch}, StyleGAN2-ADA); --penalty-weight sets another")  # fmt: skip
+            source = "stylegan2's, measured" if stylegan2_r1 else "StyleGAN2-ADA"
+            log(f"{loss.penalty} gamma {gamma:.3g} ({coef:g} * {data.image_size}^2 / batch "
+                f"{config.batch}, {source}); --penalty-weight sets another")  # fmt: skip
         width = config.width
         if config.model == "sngan" and loss.name == "r1":
             # R1's lr 2e-3 (StyleGAN2's) stops the spectral-norm ResNet D within 200 steps
@@ -306,6 +319,12 @@ class GenerationTask(Task):
             width = width or SNGAN_R1_WIDTH
             log(f"sngan + r1 defaults: lr G {self.lr_g:g}, D {self.lr_d:g} (two time scales), "
                 f"width {width}; --lr-g / --lr-d / --width set others")  # fmt: skip
+        if stylegan2_r1:
+            width = width or STYLEGAN2_R1_WIDTH
+            scale = math.sqrt(STYLEGAN2_R1_WIDTH / width)
+            self.lr_g, self.lr_d = (lr * scale for lr in STYLEGAN2_R1_LR)
+            log(f"stylegan2 + r1 defaults: lr G {self.lr_g:g}, D {self.lr_d:g}, width {width}; "
+                "--lr-g / --lr-d / --width set others")  # fmt: skip
         num_classes = data.num_classes if self.kind == "label" else 0
         if self.kind == "label" and not num_classes:
             raise ValueError(f"conditional: data set {config.data!r} has no class labels")

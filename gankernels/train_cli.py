@@ -47,14 +47,16 @@ HELP = {
     "gan_int": "GAN-INT: G also learns from interpolated conditions (default: on for text)",
     "image_size": "image size (default: the data set's own size)",
     "z_dim": "latent size (default: the model's)",
-    "width": "channel width of G and D (default: the model's; sngan + r1: 32)",
+    "width": "channel width of G and D (default: the model's; sngan + r1: 32; stylegan2 + r1: 16)",
     "model_options": "a model-specific option, repeatable: d_norm=instance, g_norm=none, "
     "g_width=32, d_width=32, w_dim=64, mapping_layers=2, mbstd_group_size=2",
-    "lr_g": "G learning rate (default: the loss's, from its paper; sngan + r1: 2e-4)",
-    "lr_d": "D learning rate (default: the loss's; sngan + r1: 8e-4)",
+    "lr_g": "G learning rate (default: the loss's, from its paper; sngan + r1: 2e-4; "
+    "stylegan2 + r1: 2e-2 * sqrt(16 / width))",
+    "lr_d": "D learning rate (default: the loss's; sngan + r1: 8e-4; stylegan2 + r1: as G's)",
     "n_critic": "D steps per G step (default: the loss's: 5 for WGANs)",
     "penalty_weight": "gradient-penalty weight: WGAN-GP lambda, or R1/R2 gamma (default for "
-    "noise-to-image models: 0.0002 * image size^2 / batch, StyleGAN2-ADA's)",
+    "noise-to-image models: 0.0002 * image size^2 / batch, StyleGAN2-ADA's; stylegan2 + r1: "
+    "0.004 * image size^2 / batch)",
     "reg_every": "apply the penalty every k steps, scaled by k (lazy regularisation)",
     "clip": "WGAN weight-clipping bound (default 0.01 for --loss wgan)",
     "mode_seeking": "weight of the mode-seeking term in G's loss (1 is usual; keeps a "

@@ -373,6 +373,37 @@ def test_sngan_r1_defaults_to_two_time_scales(tmp_path, lr_d):
     assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx((lr_d or 8e-4) * lazy)
 
 
+@pytest.mark.parametrize("lr_g", [None, 1e-3])
+def test_stylegan2_r1_defaults_to_its_measured_rate(tmp_path, lr_g):
+    """StyleGAN2 under R1 trains G and D at 2e-2 (not R1's 2e-3) at its default width of
+    16 unless told, and at 2e-2 * sqrt(16 / width) at other widths."""
+    config = tiny(tmp_path, model="stylegan2", steps=1, lr_g=lr_g, width=None)
+    assert config.loss == "r1"
+    train(config)
+    ckpt = load(tmp_path / "run" / "last.pt")
+    lazy = 16 / 17  # lazy R1 every 16 D steps scales D's lr (StyleGAN2)
+    assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr_g or 2e-2)
+    assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx(2e-2 * lazy)
+    wide = make_task(tiny(tmp_path, model="stylegan2", width=64), get_loss("r1"), Dist(),
+                     torch.device("cpu"))  # fmt: skip
+    assert (wide.lr_g, wide.lr_d) == (pytest.approx(1e-2), pytest.approx(1e-2))
+    other = tiny(tmp_path, model="stylegan2", loss="nonsaturating", width=None)
+    task = make_task(other, get_loss("nonsaturating"), Dist(), torch.device("cpu"))
+    assert task.lr_g is None and task.lr_d is None  # other objectives keep their own
+    assert task.build_info["width"] is None  # and the model's own width (64)
+
+
+@pytest.mark.parametrize("width", [None, 8])
+def test_stylegan2_r1_defaults_to_the_measured_width(tmp_path, width):
+    """The StyleGAN2 + R1 recipe's width (16) unless --width is given."""
+    config = tiny(tmp_path, model="stylegan2", width=width)
+    said = []
+    task = make_task(config, get_loss("r1"), Dist(), torch.device("cpu"), log=said.append)
+    assert task.build_info["width"] == (width or 16)
+    assert task.G.const.shape[0] == (width or 16)
+    assert any(f"width {width or 16}" in s for s in said)
+
+
 @pytest.mark.parametrize("width", [None, 8])
 def test_sngan_r1_defaults_to_the_measured_width(tmp_path, width):
     """The SNGAN + R1 recipe's width (32) unless --width is given; the checkpoint records
@@ -389,12 +420,17 @@ def test_sngan_r1_defaults_to_the_measured_width(tmp_path, width):
 
 
 def test_r1_gamma_defaults_to_the_ada_heuristic(tmp_path):
-    config = tiny(tmp_path, model="stylegan2")
-    assert config.loss == "r1"  # StyleGAN2's objective
+    config = tiny(tmp_path, model="dcgan", loss="r1")
     said = []
     task = make_task(config, get_loss("r1"), Dist(), torch.device("cpu"), log=said.append)
     assert task.loss.penalty_weight == pytest.approx(0.0002 * 28**2 / 8)
     assert task.loss.reg_every == 16 and any("gamma 0.0196" in s for s in said)
+    config = tiny(tmp_path, model="stylegan2")
+    assert config.loss == "r1"  # StyleGAN2's objective, with its own measured coefficient
+    said = []
+    task = make_task(config, get_loss("r1"), Dist(), torch.device("cpu"), log=said.append)
+    assert task.loss.penalty_weight == pytest.approx(0.004 * 28**2 / 8)
+    assert any("gamma 0.392" in s for s in said)
     conditional = tiny(tmp_path, model="dcgan", conditional=True, image_size=32, batch=16)
     assert conditional.loss == "r1"
     task = make_task(conditional, get_loss("r2"), Dist(), torch.device("cpu"))
